@@ -1,0 +1,48 @@
+import pg from 'pg';
+import { silentLogger } from '../../core/logger';
+import { migrate, migrationsDigest } from '../../infra/migrate';
+import { ensureStack } from './stack';
+
+/**
+ * Once per `jest` run: make sure PostgreSQL, Kafka and the registry are up (starting the local stack if
+ * needed), export their addresses to the test files, and build the migrated template database that
+ * every test file clones (CREATE DATABASE ... TEMPLATE), named after a digest of the migrations.
+ */
+export default async function globalSetup(): Promise<void> {
+  const env = await ensureStack();
+  for (const name of ['DATABASE_URL', 'KAFKA_BROKERS', 'SCHEMA_REGISTRY_URL'] as const) process.env[name] = env[name];
+  const template = `outbox_tpl_${migrationsDigest()}`;
+  process.env.OUTBOX_TEST_TEMPLATE_DB = template;
+
+  const admin = new pg.Client({ connectionString: adminUrl(env.DATABASE_URL!) });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [template]);
+    if (exists.rowCount === 0) {
+      await admin.query(`CREATE DATABASE "${template}"`);
+      const c = new pg.Client({ connectionString: withDatabase(env.DATABASE_URL!, template) });
+      await c.connect();
+      try {
+        await migrate(c, { schema: 'public', logger: silentLogger() });
+      } catch (err) {
+        await c.end();
+        await admin.query(`DROP DATABASE IF EXISTS "${template}"`);
+        throw err;
+      }
+      await c.end();
+      await admin.query(`ALTER DATABASE "${template}" WITH IS_TEMPLATE true`);
+    }
+  } finally {
+    await admin.end();
+  }
+}
+
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+export function adminUrl(url: string): string {
+  return withDatabase(url, 'postgres');
+}

@@ -1,0 +1,63 @@
+import type { Kafka, KafkaMessage } from 'kafkajs';
+
+/** Create topics (idempotent) with the single-broker replication factor. */
+export async function createTopics(kafka: Kafka, topics: string[], partitions = 1): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })) });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export interface ReadMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  message: KafkaMessage;
+}
+
+/**
+ * Read every message of the topics from the beginning until `count` arrived (or the high watermarks are
+ * reached when count is omitted), with a time limit. Used to verify delivery by reading the topic back.
+ */
+export async function readTopics(kafka: Kafka, topics: string[], options: { count?: number; timeoutMs?: number } = {}): Promise<ReadMessage[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const targets = new Map<string, bigint>();
+  try {
+    for (const topic of topics) {
+      for (const p of await admin.fetchTopicOffsets(topic)) targets.set(`${topic}/${p.partition}`, BigInt(p.high));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  const out: ReadMessage[] = [];
+  const total = options.count ?? [...targets.values()].reduce((a, b) => a + Number(b), 0);
+  if (total === 0) return out;
+  const consumer = kafka.consumer({ groupId: `reader-${Date.now()}-${Math.random().toString(16).slice(2)}` });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`read ${out.length} of ${total} messages before the time limit`)), options.timeoutMs ?? 60_000);
+      consumer
+        .run({
+          eachBatch: async ({ batch }) => {
+            for (const message of batch.messages) {
+              out.push({ topic: batch.topic, partition: batch.partition, offset: message.offset, message });
+            }
+            if (out.length >= total) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+        })
+        .catch(reject);
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
