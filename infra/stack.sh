@@ -7,16 +7,21 @@
 #   infra/stack.sh status   one line per server
 #
 # Settings (environment): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), REGISTRY_PORT (8081),
+# REGISTRY_MANAGEMENT_PORT (REGISTRY_PORT+1: Apicurio's health/metrics interface, loopback only),
 # PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres), OUTBOX_DB (outbox), REGISTRY_DB (apicurio_registry),
 # KAFKA_VERSION (from infra/kafka/pom.xml), APICURIO_VERSION (3.3.3), STACK_TIMEOUT seconds (120),
-# REGISTRY_JAVA_HOME (a JDK >= 21; Apicurio 3 is compiled for Java 21), KAFKA_JAVA_HOME (a JDK >= 17).
+# REGISTRY_JAVA_HOME (a JDK >= 21; Apicurio 3 is compiled for Java 21), KAFKA_JAVA_HOME (a JDK >= 17),
+# STACK_DIR (.stack: data, logs, pids), STACK_DIST (where downloaded servers are unpacked; STACK_DIR).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STACK="${STACK_DIR:-$ROOT/.stack}"
+# Downloaded servers (Kafka jars, the Apicurio assembly) can be shared between stacks.
+DIST="${STACK_DIST:-$STACK}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 REGISTRY_PORT="${REGISTRY_PORT:-8081}"
+REGISTRY_MANAGEMENT_PORT="${REGISTRY_MANAGEMENT_PORT:-$((REGISTRY_PORT + 1))}"
 PGHOST="${PGHOST:-127.0.0.1}"
 PGPORT="${PGPORT:-5432}"
 PGUSER="${PGUSER:-postgres}"
@@ -95,14 +100,14 @@ pg_up() {
 kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/infra/kafka/pom.xml"; }
 kafka_install() {
   local version="${KAFKA_VERSION:-$(kafka_version)}"
-  local dir="$STACK/kafka/libs-$version"
+  local dir="$DIST/kafka/libs-$version"
   if [ ! -f "$dir/.complete" ]; then
     log "resolving Kafka $version from Maven Central (first run only)"
     rm -rf "$dir.tmp"
     mvn -q -B -Dstyle.color=never -f "$ROOT/infra/kafka/pom.xml" -Dkafka.version="$version" \
       dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir.tmp" \
       >&2 || die "Maven could not resolve org.apache.kafka:kafka_2.13:$version"
-    touch "$dir.tmp/.complete"; rm -rf "$dir"; mv "$dir.tmp" "$dir"
+    touch "$dir.tmp/.complete"; rm -rf "$dir"; mkdir -p "$(dirname "$dir")"; mv "$dir.tmp" "$dir"
   fi
   echo "$dir"
 }
@@ -163,7 +168,7 @@ EOF
 
 # --- Apicurio Registry --------------------------------------------------------------------------------
 registry_install() {
-  local dir="$STACK/apicurio/apicurio-registry-$APICURIO_VERSION"
+  local dir="$DIST/apicurio/apicurio-registry-$APICURIO_VERSION"
   if [ ! -f "$dir/.complete" ]; then
     log "fetching Apicurio Registry $APICURIO_VERSION (all assembly) from Maven Central (first run only)"
     rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
@@ -173,7 +178,7 @@ registry_install() {
       >&2 || die "Maven could not fetch io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all"
     tar xzf "$dir.tmp"/apicurio-registry-app-*-all.tar.gz -C "$dir.tmp" && rm -f "$dir.tmp"/apicurio-registry-app-*-all.tar.gz
     [ -f "$dir.tmp/quarkus-run.jar" ] || die "the Apicurio assembly has no quarkus-run.jar"
-    touch "$dir.tmp/.complete"; rm -rf "$dir"; mv "$dir.tmp" "$dir"
+    touch "$dir.tmp/.complete"; rm -rf "$dir"; mkdir -p "$(dirname "$dir")"; mv "$dir.tmp" "$dir"
   fi
   echo "$dir"
 }
@@ -193,7 +198,7 @@ registry_up() {
   log "starting Apicurio Registry $APICURIO_VERSION on 127.0.0.1:$REGISTRY_PORT (storage: PostgreSQL database $REGISTRY_DB)"
   (
     cd "$dir"
-    export QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="$REGISTRY_PORT" QUARKUS_MANAGEMENT_ENABLED=false
+    export QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="$REGISTRY_PORT" QUARKUS_MANAGEMENT_HOST=127.0.0.1 QUARKUS_MANAGEMENT_PORT="$REGISTRY_MANAGEMENT_PORT"
     export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql
     export APICURIO_DATASOURCE_URL="jdbc:postgresql://$PGHOST:$PGPORT/$REGISTRY_DB"
     export APICURIO_DATASOURCE_USERNAME="$PGUSER" APICURIO_DATASOURCE_PASSWORD="${PGPASSWORD:-unused}"
@@ -239,8 +244,8 @@ cmd_down() {
   stop_one registry
   stop_one kafka
   # Anything else of ours (a server started by an older pid file) must not survive 'down'.
-  local stray; stray="$(pgrep -f -- "$STACK/" || true)"
-  if [ -n "$stray" ]; then log "stopping stray processes: $stray"; kill -KILL $stray 2>/dev/null || true; fi
+  local stray; stray="$( (pgrep -f -- "$STACK/kafka/server.properties"; pgrep -f -- "-Dstack.dir=$STACK -jar") || true)"
+  if [ -n "$stray" ]; then log "stopping stray processes: $(echo $stray)"; kill -KILL $stray 2>/dev/null || true; fi
   log "stack stopped (PostgreSQL is the machine's and keeps running)"
 }
 
