@@ -1,7 +1,8 @@
 import * as avsc from 'avsc';
 import type { RegistrySettings } from '../core/config';
 import { errorMessage } from '../core/errors';
-import type { CatalogEntry, SchemaCatalog } from './catalog';
+import type { Logger } from '../core/logger';
+import { loadCatalog, type CatalogEntry, type SchemaCatalog } from './catalog';
 import { compatibilityFor, directions, readable, type CompatibilityConfig, type CompatibilityLevel, type Incompatibility } from './compatibility';
 import { lookupSchemaId, registryCompatible, subjectCompatibility, subjectVersions } from './registry-http';
 import { defaultUpcasters, type UpcasterRegistry } from './upcasters';
@@ -38,7 +39,12 @@ export interface CheckReport {
 
 export interface CheckSchemasOptions {
   registry: RegistrySettings;
-  catalog: SchemaCatalog;
+  /** The schemas to check (default: loadCatalog(dir) with the default namespace). */
+  catalog?: SchemaCatalog;
+  /** Directory of the .avsc files when no catalog is given (the CLI's --dir). */
+  dir?: string;
+  /** Accepted for symmetry with registerSchemas; the check logs nothing. */
+  logger?: Logger;
   /** Default BACKWARD for every subject; overrides by subject or event type. */
   compatibility?: CompatibilityConfig;
   /** Upcasters (default: the project's); a step with an upcaster needs no Avro readability for decoding. */
@@ -68,7 +74,8 @@ function compare(level: CompatibilityLevel, newer: { type: avsc.Type; label: str
  * Read-only: it registers nothing and changes no configuration.
  */
 export async function checkSchemas(options: CheckSchemasOptions): Promise<CheckReport> {
-  const { registry, catalog } = options;
+  const { registry } = options;
+  const catalog = options.catalog ?? loadCatalog(options.dir);
   const upcasters = options.upcasters ?? defaultUpcasters();
   const problems: CompatibilityProblem[] = [];
   const warnings: string[] = [];

@@ -3,7 +3,7 @@ export { loadCatalog, subjectName, defaultSchemasDir, envelopeSchemaFor, DEFAULT
 export { createEventEncoder, envelopeValue, toMicros, type EventEncoder, type EventEncoderOptions, type EncodeResult, type OutboxEventForEncoding } from './encode-event';
 export { createEventDecoder, type EventDecoder, type EventDecoderOptions, type DecodeResult } from './decode-event';
 export { createUpcasterRegistry, defaultUpcasters, upcast, upcastUserRenamedV1, type Upcaster, type UpcasterRegistry } from './upcasters';
-export { registerSchemas, type RegisteredSchema, type RegisterSchemasOptions } from './register-schemas';
+export { registerSchemas, type RegisteredSchema, type RegisterSchemasOptions, type RegisterReport, type RegisterRejection } from './register-schemas';
 export { checkSchemas, formatCheckReport, type CheckReport, type CheckSchemasOptions, type CompatibilityProblem, type SubjectStatus } from './check-compatibility';
 export { COMPATIBILITY_LEVELS, DEFAULT_COMPATIBILITY, compatibilityFor, parseCompatibility, explainIncompatibility, type CompatibilityConfig, type CompatibilityLevel, type Incompatibility } from './compatibility';
 export { validationProblems } from './validate';
