@@ -52,6 +52,8 @@ export interface OutboxConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Port of the admin HTTP server (/metrics, /healthz, /readyz); 0 disables it. */
   adminPort: number;
+  /** Interface the admin HTTP server binds to (OUTBOX_ADMIN_HOST, default 127.0.0.1; 0.0.0.0 in containers). */
+  adminHost?: string;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -181,6 +183,20 @@ function registryUrl(env: Env, required: boolean): string {
   return v.replace(/\/+$/, '');
 }
 
+/**
+ * Credentials written into SCHEMA_REGISTRY_URL (https://user:password@host/...) become basic auth and are
+ * removed from the URL: fetch refuses URLs with credentials (and would put them in its error message).
+ */
+function splitRegistryCredentials(url: string): { url: string; auth?: { username: string; password: string } } {
+  if (url === '') return { url };
+  const u = new URL(url);
+  if (u.username === '' && u.password === '') return { url };
+  const auth = { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) };
+  u.username = '';
+  u.password = '';
+  return { url: u.toString().replace(/\/+$/, ''), auth };
+}
+
 function topicMap(env: Env): Record<string, string> {
   const v = str(env, 'OUTBOX_TOPIC_MAP');
   const out: Record<string, string> = {};
@@ -225,6 +241,12 @@ export function loadConfig(env: Env = readEnvironment(), needs: ConfigNeeds = {}
   }
   registerSecret(regPass);
 
+  const registry = splitRegistryCredentials(registryUrl(env, needs.registry ?? false));
+  const registryAuth = regUser !== undefined && regPass !== undefined ? { username: regUser, password: regPass } : registry.auth;
+
+  const adminHost = str(env, 'OUTBOX_ADMIN_HOST') ?? '127.0.0.1';
+  if (!/^([A-Za-z0-9.-]+|[0-9a-fA-F:]+)$/.test(adminHost)) fail('OUTBOX_ADMIN_HOST', `must be a host name or IP address, got "${adminHost}"`);
+
   const level = (str(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(level)) fail('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
 
@@ -240,8 +262,8 @@ export function loadConfig(env: Env = readEnvironment(), needs: ConfigNeeds = {}
       requestTimeoutMs: int(env, 'KAFKA_REQUEST_TIMEOUT_MS', 30_000, 100, 600_000),
     },
     registry: {
-      url: registryUrl(env, needs.registry ?? false),
-      ...(regUser !== undefined && regPass !== undefined ? { auth: { username: regUser, password: regPass } } : {}),
+      url: registry.url,
+      ...(registryAuth ? { auth: registryAuth } : {}),
     },
     relay: {
       batchSize: int(env, 'OUTBOX_RELAY_BATCH_SIZE', 1000, 1, 100_000),
@@ -258,5 +280,6 @@ export function loadConfig(env: Env = readEnvironment(), needs: ConfigNeeds = {}
     },
     logLevel: level as OutboxConfig['logLevel'],
     adminPort: int(env, 'OUTBOX_ADMIN_PORT', 0, 0, 65535),
+    adminHost,
   };
 }

@@ -11,7 +11,13 @@ export function createRegistry(settings: RegistrySettings): SchemaRegistry {
 }
 
 /** Plain fetch against the registry's REST API (config, compatibility) with the configured auth. */
-export async function registryRequest(settings: RegistrySettings, method: string, pathname: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+export async function registryRequest(
+  settings: RegistrySettings,
+  method: string,
+  pathname: string,
+  body?: unknown,
+  options: { timeoutMs?: number } = {},
+): Promise<{ status: number; body: unknown }> {
   const headers: Record<string, string> = { Accept: 'application/vnd.schemaregistry.v1+json, application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/vnd.schemaregistry.v1+json';
   if (settings.auth) headers.Authorization = `Basic ${Buffer.from(`${settings.auth.username}:${settings.auth.password}`).toString('base64')}`;
@@ -19,7 +25,7 @@ export async function registryRequest(settings: RegistrySettings, method: string
     method,
     headers,
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    signal: AbortSignal.timeout(10_000),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
   });
   const text = await res.text();
   let parsed: unknown = text;

@@ -1,0 +1,157 @@
+import type pg from 'pg';
+import { readinessChecks, startAdminServer, type AdminServer } from '../../core/admin-server';
+import type { OutboxConfig } from '../../core/config';
+import { OutboxError } from '../../core/errors';
+import type { Logger } from '../../core/logger';
+import { createMetrics, type OutboxMetrics } from '../../core/metrics';
+import { createPool } from '../../core/pg';
+import { pgError, requireKafka, requireRegistry } from '../connections';
+import { onStopSignal, UsageError, type Command, type CommandContext, type FlagSpec } from '../framework';
+import { optionalExport } from '../optional';
+
+/** What relay/index.ts `startRelay` and projector/index.ts `startProjector` return. */
+export interface RunningHandle {
+  stop(): Promise<void>;
+  done: Promise<void>;
+}
+type StartFn = (args: { config: OutboxConfig; logger: Logger; metrics?: OutboxMetrics }) => Promise<RunningHandle> | RunningHandle;
+
+const adminFlags: Record<string, FlagSpec> = {
+  'admin-port': { type: 'string', placeholder: 'port', description: 'Admin HTTP port for /metrics, /healthz, /readyz (0 = off; default OUTBOX_ADMIN_PORT)' },
+  'admin-host': { type: 'string', placeholder: 'host', description: 'Interface of the admin port (default OUTBOX_ADMIN_HOST or 127.0.0.1)' },
+};
+
+function adminSettings(ctx: CommandContext): { port: number; host: string } {
+  const raw = ctx.flags['admin-port'];
+  let port = ctx.config.adminPort;
+  if (typeof raw === 'string') {
+    if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) throw new UsageError(`--admin-port must be a port number 0..65535, got "${raw}"`);
+    port = Number(raw);
+  }
+  const host = typeof ctx.flags['admin-host'] === 'string' ? (ctx.flags['admin-host'] as string) : (ctx.config.adminHost ?? '127.0.0.1');
+  return { port, host };
+}
+
+/** Fail fast (exit 1, one line) when a dependency is unreachable at start-up. */
+async function preflight(ctx: CommandContext, pool: pg.Pool): Promise<void> {
+  await Promise.all([
+    pool.query('SELECT 1').catch((err: unknown) => {
+      throw pgError(err, ctx.config, 'connection');
+    }),
+    requireKafka(ctx.config.kafka, ctx.libLogger),
+    requireRegistry(ctx.config.registry),
+  ]);
+}
+
+/**
+ * Runs a long-lived component until SIGTERM/SIGINT (then stop() and exit 0) or until it ends by itself
+ * (exit 0 when `done` resolves, 1 with its error when it rejects). Serves the admin port meanwhile.
+ */
+async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', load: () => StartFn): Promise<number> {
+  const { config, logger } = ctx;
+  const admin = adminSettings(ctx);
+  const pool = createPool(config.databaseUrl, logger, { max: 2, applicationName: `outbox-${kind}-admin` });
+  let server: AdminServer | undefined;
+  let handle: RunningHandle | undefined;
+  try {
+    await preflight(ctx, pool);
+    const start = load();
+    const metrics = createMetrics({
+      labels: { component: kind },
+      ...(kind === 'relay' ? { query: (sql: string, params?: unknown[]) => pool.query(sql, params), schema: config.schema } : {}),
+      logger,
+    });
+    if (admin.port > 0) {
+      server = await startAdminServer({
+        port: admin.port,
+        host: admin.host,
+        registry: metrics.registry,
+        readiness: readinessChecks({ pool, kafka: config.kafka, registry: config.registry, logger: ctx.libLogger }),
+        logger,
+      });
+    }
+    const stopSignal = onStopSignal();
+    handle = await start({ config, logger: logger.child({ component: kind }), metrics });
+    const outcome = await Promise.race([
+      stopSignal.then((sig) => ({ kind: 'signal' as const, sig })),
+      handle.done.then(
+        () => ({ kind: 'done' as const }),
+        (err: unknown) => ({ kind: 'failed' as const, err }),
+      ),
+    ]);
+    if (outcome.kind === 'signal') {
+      logger.info({ signal: outcome.sig }, `${kind} stopping`);
+      await handle.stop();
+      logger.info(`${kind} stopped`);
+      return 0;
+    }
+    if (outcome.kind === 'failed') throw outcome.err;
+    return 0;
+  } finally {
+    await server?.close();
+    await pool.end().catch(() => undefined);
+  }
+}
+
+export const relayCommand: Command = {
+  name: 'relay',
+  summary: 'Publish outbox events to Kafka (runs until SIGTERM/SIGINT)',
+  description: 'Only one relay per schema publishes at a time (leader election); others wait as hot standbys.',
+  flags: adminFlags,
+  needs: { database: true, kafka: true, registry: true },
+  longRunning: true,
+  async run(ctx) {
+    return runComponent(ctx, 'relay', () => optionalExport<StartFn>('relay/index', 'startRelay', 'outbox relay'));
+  },
+};
+
+export const projectCommand: Command = {
+  name: 'project',
+  summary: 'Consume the event topics and maintain the read models (runs until SIGTERM/SIGINT)',
+  flags: adminFlags,
+  needs: { database: true, kafka: true, registry: true },
+  longRunning: true,
+  async run(ctx) {
+    return runComponent(ctx, 'projector', () => optionalExport<StartFn>('projector/index', 'startProjector', 'outbox project'));
+  },
+};
+
+type RebuildFn = (args: { config: OutboxConfig; logger: Logger; projection: string; metrics?: OutboxMetrics }) => Promise<unknown>;
+
+export const rebuildCommand: Command = {
+  name: 'rebuild',
+  summary: 'Rebuild a projection from the beginning of its topics (read model swapped in when done)',
+  positionals: [{ name: 'projection', description: 'Name of the projection, e.g. users', required: true }],
+  needs: { database: true, kafka: true, registry: true },
+  longRunning: true,
+  async run(ctx) {
+    const projection = ctx.positionals[0]!;
+    const pool = createPool(ctx.config.databaseUrl, ctx.logger, { max: 1, applicationName: 'outbox-rebuild' });
+    try {
+      await preflight(ctx, pool);
+    } finally {
+      await pool.end().catch(() => undefined);
+    }
+    const rebuild = optionalExport<RebuildFn>('projector/index', 'rebuildProjection', 'outbox rebuild');
+    const result = await rebuild({ config: ctx.config, logger: ctx.logger.child({ component: 'rebuild' }), projection });
+    if (ctx.json) ctx.out.json({ projection, result: result ?? null });
+    else ctx.out.line(`projection ${projection} rebuilt${result !== undefined ? `: ${JSON.stringify(result)}` : ''}`);
+    return 0;
+  },
+};
+
+export const demoCommand: Command = {
+  name: 'demo',
+  summary: 'Run the users-service demo on the local stack (migrate, relay, projector, workload, audit)',
+  needs: { database: true, kafka: true, registry: true },
+  longRunning: true,
+  async run(ctx) {
+    const pool = createPool(ctx.config.databaseUrl, ctx.logger, { max: 1, applicationName: 'outbox-demo' });
+    try {
+      await preflight(ctx, pool);
+    } finally {
+      await pool.end().catch(() => undefined);
+    }
+    throw new OutboxError('NOT_FOUND', 'outbox demo is not available yet: it needs relay/index.ts (startRelay) and projector/index.ts (startProjector)');
+  },
+};
