@@ -10,7 +10,7 @@ export function validationProblems(type: avsc.Type, value: unknown, basePath: st
   const problems: string[] = [];
   type.isValid(value, {
     errorHook: (path: string[], val: unknown, t: avsc.Type) => {
-      problems.push(`${formatPath([...basePath, ...path])}: expected ${describeType(t)}, got ${describeValue(val)}`);
+      problems.push(`${formatPath([...basePath, ...path])}: expected ${describeType(t, true)}, got ${describeValue(val)}`);
     },
   });
   unknownFields(type, value, basePath, problems);
@@ -26,16 +26,18 @@ export function formatPath(path: string[]): string {
   return out === '' ? '(value)' : out;
 }
 
-export function describeType(t: avsc.Type): string {
+/** `detailed` adds ranges to int/long (for payload validation messages). */
+export function describeType(t: avsc.Type, detailed = false): string {
   const name = t.typeName;
-  if (name.startsWith('union')) return unionBranches(t).map(describeType).join(' or ');
+  const sub = (x: avsc.Type): string => describeType(x, detailed);
+  if (name.startsWith('union')) return unionBranches(t).map(sub).join(' or ');
   if (name === 'record' || name === 'error') return `record ${t.name ?? ''}`.trim();
   if (name === 'enum') return `one of ${(t as avsc.types.EnumType).symbols.join(', ')}`;
-  if (name === 'array') return `array of ${describeType((t as avsc.types.ArrayType).itemsType)}`;
-  if (name === 'map') return `map of ${describeType((t as avsc.types.MapType).valuesType as avsc.Type)}`;
+  if (name === 'array') return `array of ${sub((t as avsc.types.ArrayType).itemsType)}`;
+  if (name === 'map') return `map of ${sub((t as avsc.types.MapType).valuesType as avsc.Type)}`;
   if (name === 'fixed') return `fixed(${(t as avsc.types.FixedType).size})`;
-  if (name === 'long') return 'long (safe integer)';
-  if (name === 'int') return 'int (32-bit integer)';
+  if (detailed && name === 'long') return 'long (safe integer)';
+  if (detailed && name === 'int') return 'int (32-bit integer)';
   return name;
 }
 
