@@ -92,23 +92,22 @@ CREATE INDEX outbox_delivery_parked_idx ON :schema.outbox_delivery (aggregate_ty
 CREATE INDEX outbox_delivery_delivered_idx ON :schema.outbox_delivery (delivered_at) WHERE delivered_at IS NOT NULL;
 
 -- ---------------------------------------------------------------------------------------------------
--- Hash chain helpers (see docs/hash-chain.md). Pure functions, no privileges needed.
+-- Hash chain helpers (see docs/hash-chain.md). Pure functions, no privileges needed. No SET clause
+-- (that would stop the planner from inlining them into the trigger); calls are schema-qualified.
 
 -- One netstring field: '<utf8 byte length>:<utf8 bytes>,' or '-,' for NULL.
 CREATE FUNCTION :schema.outbox_netstring(v text) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = :schema, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
   SELECT CASE WHEN v IS NULL THEN '\x2d2c'::bytea
-              ELSE convert_to(octet_length(v)::text || ':' || v || ',', 'UTF8') END
+              ELSE pg_catalog.convert_to(pg_catalog.octet_length(v)::text || ':' || v || ',', 'UTF8') END
 $$;
 
 -- occurred_at in the canonical text form: UTC, microseconds, 'YYYY-MM-DDTHH:MI:SS.ffffffZ'.
 CREATE FUNCTION :schema.outbox_canonical_time(t timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = :schema, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-  SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+  SELECT pg_catalog.to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
 -- The canonical encoding of an event (the bytes hashed after prev_hash).
@@ -117,22 +116,21 @@ CREATE FUNCTION :schema.outbox_canonical_encoding(
   schema_version integer, occurred_at timestamptz, actor_id text, trace_id text, correlation_id text,
   causation_id text, traceparent text, payload jsonb
 ) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = :schema, pg_temp
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-  SELECT outbox_netstring(event_id::text)
-      || outbox_netstring(aggregate_type)
-      || outbox_netstring(aggregate_id)
-      || outbox_netstring(aggregate_version::text)
-      || outbox_netstring(event_type)
-      || outbox_netstring(schema_version::text)
-      || outbox_netstring(outbox_canonical_time(occurred_at))
-      || outbox_netstring(actor_id)
-      || outbox_netstring(trace_id)
-      || outbox_netstring(correlation_id)
-      || outbox_netstring(causation_id)
-      || outbox_netstring(traceparent)
-      || outbox_netstring(payload::text)
+  SELECT :schema.outbox_netstring(event_id::text)
+      || :schema.outbox_netstring(aggregate_type)
+      || :schema.outbox_netstring(aggregate_id)
+      || :schema.outbox_netstring(aggregate_version::text)
+      || :schema.outbox_netstring(event_type)
+      || :schema.outbox_netstring(schema_version::text)
+      || :schema.outbox_netstring(:schema.outbox_canonical_time(occurred_at))
+      || :schema.outbox_netstring(actor_id)
+      || :schema.outbox_netstring(trace_id)
+      || :schema.outbox_netstring(correlation_id)
+      || :schema.outbox_netstring(causation_id)
+      || :schema.outbox_netstring(traceparent)
+      || :schema.outbox_netstring(payload::text)
 $$;
 
 -- ---------------------------------------------------------------------------------------------------
