@@ -3,7 +3,6 @@ import { OutboxError } from '../../core/errors';
 import { ident } from '../../core/pg';
 import { withClient, withPool } from '../connections';
 import { formatCsv, parseAggregateRef, parseTime, type Command, type CommandGroup } from '../framework';
-import { optionalExport } from '../optional';
 import { stateHistory } from '../state';
 
 export interface HistoryEvent {
@@ -97,15 +96,6 @@ const history: Command = {
   },
 };
 
-/** writer/'s chain verification (engineer A). */
-export interface VerifyChainResult {
-  ok: boolean;
-  checked: number;
-  eventsPerSecond: number;
-  firstBroken?: Record<string, unknown> & { reason?: string; aggregateType?: string; aggregateId?: string; version?: number | string; eventId?: string };
-}
-type VerifyChain = (client: pg.ClientBase, options: { schema?: string; aggregate?: { type: string; id: string } }) => Promise<VerifyChainResult>;
-
 const verify: Command = {
   name: 'audit verify',
   summary: 'Verify the hash chains of all aggregates (or one): names the first broken link and reports events/s',
@@ -115,13 +105,15 @@ const verify: Command = {
   needs: { database: true },
   async run({ config, logger, flags, json, out }) {
     const aggregate = typeof flags.aggregate === 'string' ? parseAggregateRef(flags.aggregate, '--aggregate') : undefined;
-    const verifyChain = optionalExport<VerifyChain>('writer/index', 'verifyChain', 'outbox audit verify');
+    const { verifyChain } = (require('../../writer/index') as typeof import('../../writer/index'));
     const result = await withClient(config, logger, (client) => verifyChain(client, { schema: config.schema, ...(aggregate ? { aggregate } : {}) }));
     if (json) out.json(result);
     else if (result.ok) out.line(`chain verified: ${result.checked} event(s)${aggregate ? ` of ${aggregate.type}/${aggregate.id}` : ''}, ${Math.round(result.eventsPerSecond)} events/s`);
-    else out.line(`chain BROKEN after checking ${result.checked} event(s): first broken link ${JSON.stringify(result.firstBroken)}`);
+    else out.line(`chain BROKEN: ${result.checked} event(s) checked, ${Math.round(result.eventsPerSecond)} events/s`);
     if (!result.ok) {
-      out.error(`outbox: hash chain broken: ${JSON.stringify(result.firstBroken)}`);
+      const b = result.firstBroken;
+      const where = b ? `${b.aggregateType}/${b.aggregateId} v${b.version}${b.eventId ? ` (event ${b.eventId})` : ''}: ${b.reason}` : 'unknown link';
+      out.error(`outbox: hash chain broken at ${where}`);
       return 1;
     }
     return 0;

@@ -47,7 +47,7 @@ async function preflight(ctx: CommandContext, pool: pg.Pool): Promise<void> {
  * Runs a long-lived component until SIGTERM/SIGINT (then stop() and exit 0) or until it ends by itself
  * (exit 0 when `done` resolves, 1 with its error when it rejects). Serves the admin port meanwhile.
  */
-async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', load: () => StartFn): Promise<number> {
+async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', load: () => Promise<StartFn>): Promise<number> {
   const { config, logger } = ctx;
   const admin = adminSettings(ctx);
   const pool = createPool(config.databaseUrl, logger, { max: 2, applicationName: `outbox-${kind}-admin` });
@@ -55,7 +55,7 @@ async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', lo
   let handle: RunningHandle | undefined;
   try {
     await preflight(ctx, pool);
-    const start = load();
+    const start = await load();
     const metrics = createMetrics({
       labels: { component: kind },
       ...(kind === 'relay' ? { query: (sql: string, params?: unknown[]) => pool.query(sql, params), schema: config.schema } : {}),
@@ -101,7 +101,24 @@ export const relayCommand: Command = {
   needs: { database: true, kafka: true, registry: true },
   longRunning: true,
   async run(ctx) {
-    return runComponent(ctx, 'relay', () => optionalExport<StartFn>('relay/index', 'startRelay', 'outbox relay'));
+    return runComponent(ctx, 'relay', async () => {
+      const { startRelay } = (require('../../relay/index') as typeof import('../../relay/index'));
+      return ({ config, logger, metrics }) =>
+        startRelay({
+          config,
+          logger,
+          ...(metrics
+            ? {
+                observer: {
+                  published(count: number, latenciesMs: number[]) {
+                    metrics.publishedTotal.inc(count);
+                    for (const ms of latenciesMs) metrics.publishLatency.observe(ms / 1000);
+                  },
+                },
+              }
+            : {}),
+        });
+    });
   },
 };
 
@@ -112,7 +129,7 @@ export const projectCommand: Command = {
   needs: { database: true, kafka: true, registry: true },
   longRunning: true,
   async run(ctx) {
-    return runComponent(ctx, 'projector', () => optionalExport<StartFn>('projector/index', 'startProjector', 'outbox project'));
+    return runComponent(ctx, 'projector', async () => optionalExport<StartFn>('projector/index', 'startProjector', 'outbox project'));
   },
 };
 

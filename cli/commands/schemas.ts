@@ -1,42 +1,57 @@
-import type { RegistrySettings } from '../../core/config';
-import type { Logger } from '../../core/logger';
 import { requireRegistry } from '../connections';
 import type { Command, CommandGroup } from '../framework';
-import { optionalExport } from '../optional';
 
-/** schemas/ (engineer B) exports these; the CLI prints what they return. */
-export interface SchemaCheckResult {
-  ok: boolean;
-  [key: string]: unknown;
-}
-type SchemaFn = (args: { registry: RegistrySettings; logger: Logger; dir?: string }) => Promise<SchemaCheckResult>;
+const dirFlag = { dir: { type: 'string' as const, placeholder: 'dir', description: 'Directory of the .avsc files (default: the packaged schemas/)' } };
 
-function schemaCommand(name: 'check' | 'register', exportName: string, summary: string): Command {
-  return {
-    name: `schemas ${name}`,
-    summary,
-    flags: { dir: { type: 'string', placeholder: 'dir', description: 'Directory of the .avsc files (default: the packaged schemas/)' } },
-    needs: { registry: true },
-    async run({ config, logger, flags, json, out }) {
-      await requireRegistry(config.registry);
-      const fn = optionalExport<SchemaFn>('schemas/index', exportName, `outbox schemas ${name}`);
-      const result = await fn({ registry: config.registry, logger, ...(typeof flags.dir === 'string' ? { dir: flags.dir } : {}) });
-      if (json) out.json(result);
-      else out.line(JSON.stringify(result, null, 2));
-      if (!result.ok) {
-        out.error(`outbox: schemas ${name} failed (see the output above)`);
-        return 1;
-      }
-      return 0;
-    },
-  };
-}
+const check: Command = {
+  name: 'schemas check',
+  summary: 'Check every local schema version against the previous ones and the registry (read-only)',
+  description: 'Exit code 1 when a change is incompatible under the subject\'s compatibility level (default BACKWARD).',
+  flags: dirFlag,
+  needs: { registry: true },
+  async run({ config, logger, flags, json, out }) {
+    await requireRegistry(config.registry);
+    const { checkSchemas, formatCheckReport } = (require('../../schemas/index') as typeof import('../../schemas/index'));
+    const report = await checkSchemas({ registry: config.registry, logger, ...(typeof flags.dir === 'string' ? { dir: flags.dir } : {}) });
+    if (json) out.json(report);
+    else out.line(formatCheckReport(report));
+    if (!report.ok) {
+      const p = report.problems[0];
+      const first = p ? `: ${p.subject} v${p.version}${p.field ? ` field ${p.field}` : ''}: ${p.message}` : '';
+      out.error(`outbox: schemas check found ${report.problems.length} incompatible change(s)${first}`);
+      return 1;
+    }
+    return 0;
+  },
+};
+
+const register: Command = {
+  name: 'schemas register',
+  summary: 'Register every local schema version in the registry, in order (idempotent)',
+  description: 'Sets each subject\'s compatibility level first; stops at the first version the registry rejects (exit code 1).',
+  flags: dirFlag,
+  needs: { registry: true },
+  async run({ config, logger, flags, json, out }) {
+    await requireRegistry(config.registry);
+    const { registerSchemas } = (require('../../schemas/index') as typeof import('../../schemas/index'));
+    const report = await registerSchemas({ registry: config.registry, logger, ...(typeof flags.dir === 'string' ? { dir: flags.dir } : {}) });
+    if (json) out.json(report);
+    else {
+      for (const r of report.registered) out.line(`${r.subject} v${r.version}  id ${r.id}  [${r.compatibility}]`);
+      out.line(`${report.registered.length} schema version(s) registered`);
+    }
+    if (report.rejected) {
+      const r = report.rejected;
+      const field = r.problems[0]?.field ? ` (field ${r.problems[0].field})` : '';
+      out.error(`outbox: schemas register: the registry rejected ${r.subject} v${r.version}${field}: ${r.message}`);
+      return 1;
+    }
+    return 0;
+  },
+};
 
 export const schemasGroup: CommandGroup = {
   name: 'schemas',
   summary: 'Check local Avro schemas against the registry, or register them',
-  subcommands: [
-    schemaCommand('check', 'checkSchemas', 'Check every local schema against the registry (compatibility, registration)'),
-    schemaCommand('register', 'registerSchemas', 'Register every local schema version in the registry (idempotent)'),
-  ],
+  subcommands: [check, register],
 };
