@@ -1,0 +1,224 @@
+import type pg from 'pg';
+import { errorMessage } from '../core/errors';
+import type { Logger } from '../core/logger';
+import { ident } from '../core/pg';
+import type { DeadLetter } from './dead-letter';
+import type { DecodedMessage } from './decode-message';
+import { generationSchema, liveLockKey } from './ensure-generation';
+import { isTransient } from './retry-transient';
+import type { ApplyContext, BatchRejection, ProjectedEvent, Projection } from './types';
+
+export interface ApplyTarget {
+  projection: Projection;
+  outboxSchema: string;
+  /** 'live': the live generation (read under the projection's shared lock); a number: that (shadow) generation. */
+  generation: 'live' | number;
+  snapshotEvery: number;
+  logger: Logger;
+}
+
+/** Advisory lock a shadow generation's applies take (shared); a dry-run comparison takes it exclusively to freeze the shadow. */
+export function shadowLockKey(outboxSchema: string, projection: string, generation: number): string {
+  return `${liveLockKey(outboxSchema, projection)}:g${generation}`;
+}
+
+export interface ApplyResult {
+  generation: number;
+  /** Events handed to the projection. */
+  applied: number;
+  /** Messages at or below the stored offset (redelivered). */
+  skippedOffsets: number;
+  /** Events whose event_id the generation had already applied. */
+  skippedDuplicates: number;
+  /** Dead letters recorded and published by this call. */
+  deadLettered: DeadLetter[];
+  /** Largest offset of the batch, now the stored checkpoint (null when the batch was empty). */
+  lastOffset: bigint | null;
+}
+
+/**
+ * Apply one batch of one partition in ONE transaction: the handlers' effects, the dead-letter records
+ * and the checkpoint (projection, generation, topic, partition, last offset) commit together, so every
+ * message takes effect exactly once however often Kafka redelivers it. Messages at or below the stored
+ * offset, and events whose event_id was applied before, are skipped. Dead letters are published
+ * (`publish`) before the commit: a crash in between republishes them, never loses them.
+ * Transient failures are thrown (the caller retries the batch); nothing else is.
+ */
+export async function applyAndCheckpoint(
+  pool: pg.Pool,
+  target: ApplyTarget,
+  topic: string,
+  partition: number,
+  messages: DecodedMessage[],
+  publish: (letters: DeadLetter[]) => Promise<void>,
+): Promise<ApplyResult> {
+  const { projection, outboxSchema, logger } = target;
+  const o = ident(outboxSchema);
+  const client = await pool.connect();
+  let released = false;
+  try {
+    await client.query('BEGIN');
+    let generation: number;
+    if (target.generation === 'live') {
+      await client.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [liveLockKey(outboxSchema, projection.name)]);
+      const { rows } = await client.query<{ live_generation: number }>(`SELECT live_generation FROM ${o}.projector_projections WHERE projection = $1`, [projection.name]);
+      if (!rows[0]) throw new Error(`projection ${projection.name} has no live generation (ensureLiveGeneration first)`);
+      generation = rows[0].live_generation;
+    } else {
+      generation = target.generation;
+      await client.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [shadowLockKey(outboxSchema, projection.name, generation)]);
+    }
+    // Lock (creating if needed) the checkpoint row and read it, in one round trip.
+    const cp = await client.query<{ last_offset: string }>(
+      `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset) VALUES ($1, $2, $3, $4, -1)
+       ON CONFLICT (projection, generation, topic, partition) DO UPDATE SET last_offset = ${o}.projector_offsets.last_offset
+       RETURNING last_offset`,
+      [projection.name, generation, topic, partition],
+    );
+    const stored = BigInt(cp.rows[0]?.last_offset ?? '-1');
+    const fresh = messages.filter((m) => m.offset > stored);
+    const result: ApplyResult = { generation, applied: 0, skippedOffsets: messages.length - fresh.length, skippedDuplicates: 0, deadLettered: [], lastOffset: null };
+    if (fresh.length === 0) {
+      await client.query('COMMIT');
+      return result;
+    }
+
+    // Known event_ids are skipped (a re-published event at a new offset).
+    const okIds = fresh.flatMap((m) => (m.ok ? [m.item.event.eventId] : []));
+    const firstTime = new Set<string>();
+    if (okIds.length > 0) {
+      const ins = await client.query<{ event_id: string }>(
+        `INSERT INTO ${o}.projector_seen_events (projection, generation, event_id) SELECT $1, $2, unnest($3::text[])
+         ON CONFLICT DO NOTHING RETURNING event_id`,
+        [projection.name, generation, okIds],
+      );
+      for (const r of ins.rows) firstTime.add(r.event_id);
+    }
+    const events: ProjectedEvent[] = [];
+    for (const m of fresh) {
+      if (!m.ok) continue;
+      if (firstTime.delete(m.item.event.eventId)) events.push(m.item);
+      else result.skippedDuplicates++;
+    }
+
+    const pgSchema = generationSchema(outboxSchema, projection.name, generation);
+    const ctx: ApplyContext = {
+      client,
+      projection: projection.name,
+      generation,
+      pgSchema,
+      outboxSchema,
+      table: (name) => `${ident(pgSchema)}.${ident(name)}`,
+      logger,
+      rebuilding: target.generation !== 'live',
+      snapshotEvery: target.snapshotEvery,
+    };
+    const rejections = await runHandlers(client, projection, events, ctx);
+    result.applied = events.length;
+
+    const letters: DeadLetter[] = [];
+    for (const m of fresh) if (!m.ok) letters.push({ source: m.source, kind: m.kind, reason: m.reason, projection: '' });
+    for (const r of rejections) {
+      const e = events[r.index];
+      if (e) letters.push({ source: e.source, kind: 'handler_rejected', reason: r.reason, projection: projection.name });
+    }
+    if (letters.length > 0) {
+      const rec = await client.query<{ topic: string; partition: number; offset: string; projection: string }>(
+        `INSERT INTO ${o}.projector_dead_letters (topic, partition, "offset", projection, kind, reason, dlq_topic, event_id)
+         SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+         ON CONFLICT DO NOTHING RETURNING topic, partition, "offset"::text AS offset, projection`,
+        [
+          letters.map((d) => d.source.topic),
+          letters.map((d) => d.source.partition),
+          letters.map((d) => d.source.offset),
+          letters.map((d) => d.projection),
+          letters.map((d) => d.kind),
+          letters.map((d) => d.reason),
+          letters.map((d) => `${d.source.topic}.dlq`),
+          letters.map((d) => (d.kind === 'handler_rejected' ? (events.find((e) => e.source === d.source)?.event.eventId ?? null) : null)),
+        ],
+      );
+      const isNew = new Set(rec.rows.map((r) => `${r.topic}/${r.partition}/${r.offset}/${r.projection}`));
+      const toPublish = letters.filter((d) => isNew.has(`${d.source.topic}/${d.source.partition}/${d.source.offset}/${d.projection}`));
+      if (toPublish.length > 0) {
+        await publish(toPublish);
+        for (const d of toPublish) logger.warn({ projection: projection.name, topic: d.source.topic, partition: d.source.partition, offset: d.source.offset, kind: d.kind, reason: d.reason }, 'message sent to the dead-letter topic');
+      }
+      result.deadLettered = toPublish;
+    }
+
+    const last = messages.reduce((a, m) => (m.offset > a ? m.offset : a), stored);
+    await client.query(`UPDATE ${o}.projector_offsets SET last_offset = $5, updated_at = now() WHERE projection = $1 AND generation = $2 AND topic = $3 AND partition = $4`, [
+      projection.name,
+      generation,
+      topic,
+      partition,
+      last.toString(),
+    ]);
+    await client.query('COMMIT');
+    result.lastOffset = last;
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if (isTransient(err)) {
+      // The connection may be broken: do not return it to the pool.
+      client.release(err instanceof Error ? err : true);
+      released = true;
+    }
+    throw err;
+  } finally {
+    if (!released) client.release();
+  }
+}
+
+/**
+ * Run the projection over the events: the batch fast path (or every handler) inside one savepoint; if
+ * that throws a non-transient error, again event by event, each in its own savepoint, so that only the
+ * failing events are rejected.
+ */
+async function runHandlers(client: pg.PoolClient, projection: Projection, events: ProjectedEvent[], ctx: ApplyContext): Promise<BatchRejection[]> {
+  if (events.length === 0) return [];
+  await client.query('SAVEPOINT projector_batch');
+  try {
+    let rejections: BatchRejection[];
+    if (projection.applyBatch) {
+      rejections = await projection.applyBatch(events, ctx);
+    } else {
+      rejections = [];
+      for (let i = 0; i < events.length; i++) {
+        const e = events[i]!;
+        const handler = projection.handlers[e.event.eventType];
+        if (!handler) continue;
+        const r = await handler(e, ctx);
+        if (r && 'rejected' in r) rejections.push({ index: i, reason: r.rejected });
+      }
+    }
+    await client.query('RELEASE SAVEPOINT projector_batch');
+    return rejections;
+  } catch (err) {
+    if (isTransient(err)) throw err;
+    ctx.logger.debug({ projection: projection.name, err }, 'batch apply failed; applying event by event');
+    await client.query('ROLLBACK TO SAVEPOINT projector_batch');
+  }
+  const rejections: BatchRejection[] = [];
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    const handler = projection.handlers[e.event.eventType];
+    if (!handler) continue;
+    await client.query('SAVEPOINT projector_event');
+    try {
+      const r = await handler(e, ctx);
+      if (r && 'rejected' in r) {
+        await client.query('ROLLBACK TO SAVEPOINT projector_event');
+        rejections.push({ index: i, reason: r.rejected });
+      } else {
+        await client.query('RELEASE SAVEPOINT projector_event');
+      }
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      await client.query('ROLLBACK TO SAVEPOINT projector_event');
+      rejections.push({ index: i, reason: `handler for ${e.event.eventType} failed: ${errorMessage(err)}` });
+    }
+  }
+  return rejections;
+}

@@ -1,0 +1,69 @@
+import type { Admin, IHeaders, Producer } from 'kafkajs';
+import { errorMessage, OutboxError } from '../core/errors';
+import type { DeadLetterKind } from './decode-message';
+import type { SourceMessage } from './types';
+
+/** `<topic>.dlq` */
+export function dlqTopicOf(topic: string): string {
+  return `${topic}.dlq`;
+}
+
+const EXCEPTION_CLASS: Record<DeadLetterKind, string> = {
+  bad_magic: 'kafka_outbox.projector.BadMagicByte',
+  unknown_schema_id: 'kafka_outbox.projector.UnknownSchemaId',
+  undecodable: 'kafka_outbox.projector.UndecodableMessage',
+  handler_rejected: 'kafka_outbox.projector.HandlerRejected',
+};
+
+export interface DeadLetter {
+  source: SourceMessage;
+  kind: DeadLetterKind;
+  reason: string;
+  /** '' for decode failures (shared by every projection of the topic). */
+  projection: string;
+}
+
+/** Kafka Connect style error headers, added to the original message's headers. */
+export function deadLetterHeaders(d: DeadLetter): IHeaders {
+  return {
+    ...d.source.headers,
+    '__connect.errors.topic': d.source.topic,
+    '__connect.errors.partition': String(d.source.partition),
+    '__connect.errors.offset': d.source.offset,
+    '__connect.errors.connector.name': d.projection === '' ? 'kafka-outbox-projector' : `kafka-outbox-projector/${d.projection}`,
+    '__connect.errors.stage': d.kind === 'handler_rejected' ? 'TASK_PUT' : 'VALUE_CONVERTER',
+    '__connect.errors.exception.class.name': EXCEPTION_CLASS[d.kind],
+    '__connect.errors.exception.message': d.reason.slice(0, 4000),
+  };
+}
+
+/** Publish dead letters (original key and bytes). A failure is KAFKA_UNAVAILABLE: the batch is retried. */
+export async function publishDeadLetters(producer: Producer, letters: DeadLetter[]): Promise<void> {
+  if (letters.length === 0) return;
+  const byTopic = new Map<string, DeadLetter[]>();
+  for (const d of letters) byTopic.set(dlqTopicOf(d.source.topic), [...(byTopic.get(dlqTopicOf(d.source.topic)) ?? []), d]);
+  try {
+    await producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic].map(([topic, ds]) => ({
+        topic,
+        messages: ds.map((d) => ({ key: d.source.key, value: d.source.value, headers: deadLetterHeaders(d), timestamp: d.source.timestamp })),
+      })),
+    });
+  } catch (err) {
+    throw new OutboxError('KAFKA_UNAVAILABLE', `publishing to the dead-letter topic failed: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+/** Create the dead-letter topics of `topics` if missing (1 partition each). */
+export async function ensureDeadLetterTopics(admin: Admin, topics: string[], replicationFactor = 1): Promise<void> {
+  const existing = new Set(await admin.listTopics());
+  const missing = topics.map(dlqTopicOf).filter((t) => !existing.has(t));
+  if (missing.length === 0) return;
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: 1, replicationFactor })) });
+  } catch (err) {
+    // Created concurrently by another projector: fine.
+    if (!/already exists/i.test(errorMessage(err))) throw new OutboxError('KAFKA_UNAVAILABLE', `creating dead-letter topics failed: ${errorMessage(err)}`, { cause: err });
+  }
+}
