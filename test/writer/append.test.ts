@@ -260,3 +260,16 @@ test('invalid events are refused before the database with an error naming the fi
   expect(work.rows).toEqual([{ id: 1 }, { id: 2 }]);
   expect((await versions('val')).get('v-1')).toEqual([1]);
 });
+
+test('outside a transaction (autocommit) an append with expectedVersion is its own transaction; a conflict is still a value', async () => {
+  const client = await db.pool.connect();
+  try {
+    const first = await appendEvents(client, [makeEvent('auto', '1')], { expectedVersion: 0 });
+    expect(first).toMatchObject({ status: 'appended', events: [{ aggregateVersion: 1 }] });
+    const stale = await appendEvents(client, [makeEvent('auto', '1')], { expectedVersion: 0 });
+    expect(stale).toEqual({ status: 'conflict', aggregateType: 'auto', aggregateId: '1', expectedVersion: 0, currentVersion: 1 });
+    expect(await appendEvents(client, [makeEvent('auto', '1')], { expectedVersion: 1 })).toMatchObject({ status: 'appended', events: [{ aggregateVersion: 2 }] });
+  } finally {
+    client.release();
+  }
+});
