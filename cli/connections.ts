@@ -28,6 +28,9 @@ export function pgError(err: unknown, config: Pick<OutboxConfig, 'databaseUrl' |
   if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && !/^(08|57P|53)/.test(e.code) && e.code !== '28P01' && e.code !== '28000' && e.code !== '3D000') {
     return new OutboxError('DB_REJECTED', `PostgreSQL at ${target} rejected the ${doing}: ${redact(e.message ?? '')}`, { cause: err });
   }
+  if (e?.code === '28P01' || e?.code === '28000' || e?.code === '3D000') {
+    return new OutboxError('DB_UNAVAILABLE', `PostgreSQL at ${target} refused the connection: ${redact(e.message ?? '')}`, { cause: err });
+  }
   return new OutboxError('DB_UNAVAILABLE', `PostgreSQL at ${target} is unreachable: ${redact(describeError(err))}`, { cause: err });
 }
 

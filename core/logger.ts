@@ -19,6 +19,12 @@ export function createLogger(options: { level?: string; name?: string; destinati
         censor: '***',
       },
       serializers: { err: (e: unknown) => redactDeep(e), error: (e: unknown) => redactDeep(e) },
+      // Bindings of `logger.child({...})` are serialized once, outside logMethod: redact them here.
+      onChild(child) {
+        const c = child as unknown as Record<symbol, unknown>;
+        const key = pino.symbols.chindingsSym;
+        if (typeof c[key] === 'string') c[key] = redact(c[key] as string);
+      },
       hooks: {
         logMethod(args, method) {
           const redacted = args.map((a) => (typeof a === 'string' ? redact(a) : redactDeep(a))) as Parameters<typeof method>;
