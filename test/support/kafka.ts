@@ -23,15 +23,23 @@ export interface ReadMessage {
  * reached when count is omitted), with a time limit. Used to verify delivery by reading the topic back.
  */
 export async function readTopics(kafka: Kafka, topics: string[], options: { count?: number; timeoutMs?: number } = {}): Promise<ReadMessage[]> {
-  const admin = kafka.admin();
-  await admin.connect();
   const targets = new Map<string, bigint>();
-  try {
-    for (const topic of topics) {
-      for (const p of await admin.fetchTopicOffsets(topic)) targets.set(`${topic}/${p.partition}`, BigInt(p.high));
+  // Right after a broker restart, metadata may lag for a few seconds ("does not host this
+  // topic-partition"): retry the high-watermark lookup for a while.
+  for (let attempt = 1; ; attempt++) {
+    const admin = kafka.admin();
+    try {
+      await admin.connect();
+      for (const topic of topics) {
+        for (const p of await admin.fetchTopicOffsets(topic)) targets.set(`${topic}/${p.partition}`, BigInt(p.high));
+      }
+      break;
+    } catch (err) {
+      if (attempt >= 30) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      await admin.disconnect();
     }
-  } finally {
-    await admin.disconnect();
   }
   const out: ReadMessage[] = [];
   const total = options.count ?? [...targets.values()].reduce((a, b) => a + Number(b), 0);
