@@ -4,6 +4,7 @@ import { createKafka } from '../core/kafka';
 import type { Logger } from '../core/logger';
 import { loadCatalog, type SchemaCatalog } from '../schemas/catalog';
 import { createEventEncoder } from '../schemas/encode-event';
+import { registerSchemas } from '../schemas/register-schemas';
 import type { EventEncoderPort } from './encode-batch';
 import { topicFor } from './route-topic';
 import { runRelay, type RelayHandle, type RelayObserver } from './run-relay';
@@ -30,7 +31,7 @@ export interface StartRelayOptions {
 export function startRelay(options: StartRelayOptions): RelayHandle {
   const { config, logger } = options;
   const catalog = options.catalog ?? loadCatalog();
-  const encoder = options.encoder ?? createEventEncoder({ registry: config.registry, catalog, logger: logger.child({ component: 'encoder' }) });
+  const encoder = options.encoder ?? registeringEncoder(config, catalog, logger);
   const kafka = options.kafka ?? createKafka(config.kafka, logger, 'relay');
   const startupTopics = [...new Set(catalog.all().map((e) => topicFor(e.aggregateType, config.relay)))];
   return runRelay({
@@ -43,4 +44,26 @@ export function startRelay(options: StartRelayOptions): RelayHandle {
     ...(options.standbyPollMs !== undefined ? { standbyPollMs: options.standbyPollMs } : {}),
     ...(options.cleanIntervalMs !== undefined ? { cleanIntervalMs: options.cleanIntervalMs } : {}),
   });
+}
+
+/**
+ * The schema encoder, preceded at start-up by `registerSchemas` (what `outbox schemas register` does):
+ * each subject gets its compatibility level and every local version is registered in order, so the
+ * registry gates changes even when nobody ran the command. A version the registry refuses is logged;
+ * events that need it are parked by the encoder with the registry's reason.
+ */
+function registeringEncoder(config: OutboxConfig, catalog: SchemaCatalog, logger: Logger): EventEncoderPort {
+  const log = logger.child({ component: 'encoder' });
+  const encoder = createEventEncoder({ registry: config.registry, catalog, logger: log });
+  return {
+    async prepare() {
+      const report = await registerSchemas({ registry: config.registry, catalog, logger: log });
+      if (!report.ok && report.rejected) {
+        const r = report.rejected;
+        log.error({ subject: r.subject, version: r.version, problems: r.problems }, `the registry refused ${r.subject} v${r.version}: ${r.message}`);
+      }
+      await encoder.prepare();
+    },
+    encode: (event) => encoder.encode(event),
+  };
 }
