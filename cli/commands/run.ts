@@ -6,7 +6,7 @@ import type { Logger } from '../../core/logger';
 import { createMetrics, type OutboxMetrics } from '../../core/metrics';
 import { createPool } from '../../core/pg';
 import { pgError, requireKafka, requireRegistry } from '../connections';
-import { onStopSignal, UsageError, type Command, type CommandContext, type FlagSpec } from '../framework';
+import { onStopSignal, parseTime, UsageError, type Command, type CommandContext, type FlagSpec } from '../framework';
 import { optionalExport } from '../optional';
 
 /** What relay/index.ts `startRelay` and projector/index.ts `startProjector` return. */
@@ -133,16 +133,38 @@ export const projectCommand: Command = {
   },
 };
 
-type RebuildFn = (args: { config: OutboxConfig; logger: Logger; projection: string; metrics?: OutboxMetrics }) => Promise<unknown>;
+/** projector/index.ts `rebuildProjection` (engineer C), loaded at run time. */
+interface RebuildProgressLike {
+  phase: string;
+  processed: number;
+  total: number;
+  ratio: number;
+  eventsPerSecond: number;
+  etaSeconds: number | null;
+}
+type RebuildFn = (args: {
+  config: OutboxConfig;
+  logger: Logger;
+  projection: string;
+  dryRun?: boolean;
+  from?: 'beginning' | { timestamp: Date };
+  onProgress?(p: RebuildProgressLike): void;
+}) => Promise<Record<string, unknown>>;
 
 export const rebuildCommand: Command = {
   name: 'rebuild',
-  summary: 'Rebuild a projection from the beginning of its topics (read model swapped in when done)',
+  summary: 'Rebuild a projection from its topics into a shadow generation, then swap it in',
+  description: 'The live read model keeps serving during the rebuild; --dry-run compares shadow and live instead of swapping.',
   positionals: [{ name: 'projection', description: 'Name of the projection, e.g. users', required: true }],
+  flags: {
+    'dry-run': { type: 'boolean', description: 'Build the shadow, compare it with the live read model, drop it' },
+    from: { type: 'string', placeholder: 'time', description: 'Start from this time instead of the beginning of the topics (ISO 8601)' },
+  },
   needs: { database: true, kafka: true, registry: true },
   longRunning: true,
   async run(ctx) {
     const projection = ctx.positionals[0]!;
+    const from = typeof ctx.flags.from === 'string' ? parseTime('from', ctx.flags.from) : undefined;
     const pool = createPool(ctx.config.databaseUrl, ctx.logger, { max: 1, applicationName: 'outbox-rebuild' });
     try {
       await preflight(ctx, pool);
@@ -150,9 +172,25 @@ export const rebuildCommand: Command = {
       await pool.end().catch(() => undefined);
     }
     const rebuild = optionalExport<RebuildFn>('projector/index', 'rebuildProjection', 'outbox rebuild');
-    const result = await rebuild({ config: ctx.config, logger: ctx.logger.child({ component: 'rebuild' }), projection });
-    if (ctx.json) ctx.out.json({ projection, result: result ?? null });
-    else ctx.out.line(`projection ${projection} rebuilt${result !== undefined ? `: ${JSON.stringify(result)}` : ''}`);
+    const log = ctx.logger.child({ component: 'rebuild', projection });
+    const result = await rebuild({
+      config: ctx.config,
+      logger: log,
+      projection,
+      ...(ctx.flags['dry-run'] === true ? { dryRun: true } : {}),
+      ...(from ? { from: { timestamp: from } } : {}),
+      onProgress(p) {
+        log.info({ phase: p.phase, processed: p.processed, total: p.total, eventsPerSecond: Math.round(p.eventsPerSecond), etaSeconds: p.etaSeconds }, `rebuild ${Math.round(p.ratio * 100)}%`);
+      },
+    });
+    if (ctx.json) ctx.out.json(result);
+    else {
+      const r = result as { generation?: number; swapped?: boolean; events?: number; seconds?: number; eventsPerSecond?: number; comparison?: unknown };
+      ctx.out.line(
+        `projection ${projection}: generation ${r.generation ?? '?'} built from ${r.events ?? '?'} event(s) in ${(r.seconds ?? 0).toFixed(1)}s (${Math.round(r.eventsPerSecond ?? 0)} events/s), ${r.swapped ? 'swapped in' : 'not swapped (dry run)'}`,
+      );
+      if (r.comparison) ctx.out.line(JSON.stringify(r.comparison, null, 2));
+    }
     return 0;
   },
 };

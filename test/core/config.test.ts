@@ -1,13 +1,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig, readEnvironment, type Env } from '../../core/config';
+import { loadConfig, readEnvironment, type ConfigNeeds, type Env } from '../../core/config';
 import { isOutboxError } from '../../core/errors';
 
 // loadConfig is the one place the environment is validated: every bad value is an
 // OutboxError('CONFIG_INVALID') whose message starts with the variable's name.
 const base: Env = { DATABASE_URL: 'postgres://app@db:5432/outbox', KAFKA_BROKERS: 'k1:9092', SCHEMA_REGISTRY_URL: 'http://reg:8081/apis/ccompat/v7' };
-const all = { database: true, kafka: true, registry: true };
+const all: ConfigNeeds = { database: true, kafka: true, registry: true };
 
 function configError(env: Env, needs = all): { message: string; variable: unknown } {
   try {
