@@ -170,9 +170,9 @@ export function createAuditLogProjection(options: AuditLogOptions): Projection {
       const reducer = reducers.get(a.type);
       const now = last.get(k);
       if (!reducer || !now) continue;
-      const boundary = Math.floor(now.version / n) * n;
-      if (boundary >= n && boundary > (before.get(k) ?? 0)) {
-        await takeSnapshot(ctx.client, ctx.outboxSchema, reducer, a.id, boundary, t);
+      // Every boundary the batch crossed, in order (each one starts from the previous snapshot).
+      for (let b = (Math.floor((before.get(k) ?? 0) / n) + 1) * n; b <= now.version; b += n) {
+        await takeSnapshot(ctx.client, ctx.outboxSchema, reducer, a.id, b, t);
       }
     }
     return [];
