@@ -1,7 +1,4 @@
-import type pg from 'pg';
-import type { OutboxConfig } from '../core/config';
 import type { Logger } from '../core/logger';
-import { hasModule } from './optional';
 
 export interface StatePair {
   state_before: Record<string, unknown> | null;
@@ -9,28 +6,25 @@ export interface StatePair {
 }
 
 /**
- * State before and after each event of an aggregate, when the projector can fold that aggregate type
- * (projector/index.ts exporting `foldAggregate(aggregateType, state, event)`). Undefined when it cannot.
+ * State before and after each event of an aggregate, folded with the projector's reducer of that
+ * aggregate type (projector/load-aggregate `foldAggregate`). Undefined when the type has no reducer.
  */
-export async function stateHistory(args: {
-  pool: pg.Pool;
-  config: OutboxConfig;
+export function stateHistory(args: {
   logger: Logger;
   aggregateType: string;
-  aggregateId: string;
-  events: Array<{ event_type: string; schema_version: number; payload: Record<string, unknown>; aggregate_version: number; occurred_at: Date }>;
-}): Promise<StatePair[] | undefined> {
-  if (!hasModule('projector/index')) return undefined;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require('../projector/index') as Record<string, unknown>;
-  const fold = mod.foldAggregate as
-    | ((aggregateType: string, state: Record<string, unknown> | null, event: (typeof args.events)[number]) => Record<string, unknown> | null | undefined)
-    | undefined;
-  if (typeof fold !== 'function') return undefined;
+  events: Array<{ event_id: string; aggregate_id: string; event_type: string; payload: Record<string, unknown>; aggregate_version: number; occurred_at: Date }>;
+}): StatePair[] | undefined {
+  const { foldAggregate } = require('../projector/index') as typeof import('../projector/index');
   const out: StatePair[] = [];
   let state: Record<string, unknown> | null = null;
   for (const e of args.events) {
-    const after = fold(args.aggregateType, state, e);
+    let after: Record<string, unknown> | null | undefined;
+    try {
+      after = foldAggregate(args.aggregateType, state, e);
+    } catch (err) {
+      args.logger.debug({ err, eventId: e.event_id }, 'state could not be folded; history shown without state');
+      return undefined;
+    }
     if (after === undefined) return undefined;
     out.push({ state_before: state, state_after: after });
     state = after;

@@ -56,7 +56,7 @@ const history: Command = {
     const format = json ? 'json' : String(flags.format);
     const events = await withPool(config, logger, async (pool) => {
       const evs = await readHistory(pool, config.schema, ref.type, ref.id, at);
-      const states = await stateHistory({ pool, config, logger, aggregateType: ref.type, aggregateId: ref.id, events: evs });
+      const states = stateHistory({ logger, aggregateType: ref.type, events: evs });
       if (states) evs.forEach((e, i) => Object.assign(e, states[i]));
       return evs;
     });

@@ -7,7 +7,6 @@ import { createMetrics, type OutboxMetrics } from '../../core/metrics';
 import { createPool } from '../../core/pg';
 import { pgError, requireKafka, requireRegistry } from '../connections';
 import { onStopSignal, parseTime, UsageError, type Command, type CommandContext, type FlagSpec } from '../framework';
-import { optionalExport } from '../optional';
 
 /** What relay/index.ts `startRelay` and projector/index.ts `startProjector` return. */
 export interface RunningHandle {
@@ -129,27 +128,12 @@ export const projectCommand: Command = {
   needs: { database: true, kafka: true, registry: true },
   longRunning: true,
   async run(ctx) {
-    return runComponent(ctx, 'projector', async () => optionalExport<StartFn>('projector/index', 'startProjector', 'outbox project'));
+    return runComponent(ctx, 'projector', async () => {
+      const { startProjector } = require('../../projector/index') as typeof import('../../projector/index');
+      return ({ config, logger, metrics }) => startProjector({ config, logger, ...(metrics ? { metrics } : {}) });
+    });
   },
 };
-
-/** projector/index.ts `rebuildProjection` (engineer C), loaded at run time. */
-interface RebuildProgressLike {
-  phase: string;
-  processed: number;
-  total: number;
-  ratio: number;
-  eventsPerSecond: number;
-  etaSeconds: number | null;
-}
-type RebuildFn = (args: {
-  config: OutboxConfig;
-  logger: Logger;
-  projection: string;
-  dryRun?: boolean;
-  from?: 'beginning' | { timestamp: Date };
-  onProgress?(p: RebuildProgressLike): void;
-}) => Promise<Record<string, unknown>>;
 
 export const rebuildCommand: Command = {
   name: 'rebuild',
@@ -171,9 +155,9 @@ export const rebuildCommand: Command = {
     } finally {
       await pool.end().catch(() => undefined);
     }
-    const rebuild = optionalExport<RebuildFn>('projector/index', 'rebuildProjection', 'outbox rebuild');
+    const { rebuildProjection } = require('../../projector/index') as typeof import('../../projector/index');
     const log = ctx.logger.child({ component: 'rebuild', projection });
-    const result = await rebuild({
+    const result = await rebuildProjection({
       config: ctx.config,
       logger: log,
       projection,
@@ -185,9 +169,9 @@ export const rebuildCommand: Command = {
     });
     if (ctx.json) ctx.out.json(result);
     else {
-      const r = result as { generation?: number; swapped?: boolean; events?: number; seconds?: number; eventsPerSecond?: number; comparison?: unknown };
+      const r = result;
       ctx.out.line(
-        `projection ${projection}: generation ${r.generation ?? '?'} built from ${r.events ?? '?'} event(s) in ${(r.seconds ?? 0).toFixed(1)}s (${Math.round(r.eventsPerSecond ?? 0)} events/s), ${r.swapped ? 'swapped in' : 'not swapped (dry run)'}`,
+        `projection ${projection}: generation ${r.generation} built from ${r.events} event(s) in ${r.seconds.toFixed(1)}s (${Math.round(r.eventsPerSecond)} events/s), ${r.swapped ? `swapped in (was generation ${r.previousGeneration})` : 'not swapped (dry run)'}`,
       );
       if (r.comparison) ctx.out.line(JSON.stringify(r.comparison, null, 2));
     }

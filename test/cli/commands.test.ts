@@ -123,6 +123,11 @@ test('audit history: actor, trace and correlation ids, payload, as table/json/cs
     payload: { email: 'a@example.com', name: 'Ann' },
   });
   expect(h.events[1]).toMatchObject({ event_id: second.event_id, aggregate_version: 2, prev_hash: h.events[0].hash });
+  // State before/after, folded with the users reducer.
+  expect(h.events[0].state_before).toBeNull();
+  expect(h.events[0].state_after).toMatchObject({ userId: 'u1', email: 'a@example.com', displayName: 'Ann', version: 1 });
+  expect(h.events[1].state_before).toEqual(h.events[0].state_after);
+  expect(h.events[1].state_after).toMatchObject({ email: 'b@example.com', version: 2 });
   expect(csv.code).toBe(0);
   const csvLines = csv.stdout.trim().split('\r\n');
   expect(csvLines[0]).toMatch(/^VERSION,OCCURRED_AT,EVENT,ACTOR,TRACE_ID,CORRELATION_ID/);
@@ -131,6 +136,7 @@ test('audit history: actor, trace and correlation ids, payload, as table/json/cs
   expect(table.code).toBe(0);
   expect(table.stdout).toContain('actor        admin-7');
   expect(table.stdout).toContain('trace        trace-UserEmailChanged');
+  expect(table.stdout).toMatch(/before +\{.*"email":"a@example.com".*\n +after +\{.*"email":"b@example.com"/);
   expect(JSON.parse(at.stdout).events.map((e: { aggregate_version: number }) => e.aggregate_version)).toEqual([1]);
   expect(none.code).toBe(1);
   expect(none.lines).toEqual(['outbox: no events for user/nobody in schema "public"']);
