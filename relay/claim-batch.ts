@@ -27,9 +27,10 @@ export interface PendingEvent {
  * the relay marks it delivered, so a transaction that commits late is simply picked up when it becomes
  * visible). Within one aggregate ids follow version order (the insert trigger assigns both under the
  * aggregate's lock), so `ORDER BY id` keeps per-aggregate order; an aggregate with a parked event is
- * held back entirely until the parked event is retried or skipped.
+ * held back entirely until the parked event is retried or skipped. `inFlight` are ids being sent right
+ * now (the pipelined next batch must not claim them again).
  */
-export async function claimBatch(db: pg.ClientBase | pg.Pool, schema: string, limit: number): Promise<PendingEvent[]> {
+export async function claimBatch(db: pg.ClientBase | pg.Pool, schema: string, limit: number, inFlight: string[] = []): Promise<PendingEvent[]> {
   const s = ident(schema);
   const { rows } = await db.query<PendingEvent>(
     `SELECT o.id::text AS "id", o.event_id::text AS "eventId", o.aggregate_type AS "aggregateType", o.aggregate_id AS "aggregateId",
@@ -42,12 +43,13 @@ export async function claimBatch(db: pg.ClientBase | pg.Pool, schema: string, li
        JOIN ${s}.outbox o ON o.id = d.id
       WHERE d.delivered_at IS NULL
         AND d.parked_at IS NULL
+        AND d.id <> ALL($2::bigint[])
         AND NOT EXISTS (SELECT 1 FROM ${s}.outbox_delivery p
                          WHERE p.aggregate_type = d.aggregate_type AND p.aggregate_id = d.aggregate_id
                            AND p.parked_at IS NOT NULL AND p.delivered_at IS NULL)
       ORDER BY d.id
       LIMIT $1`,
-    [limit],
+    [limit, inFlight],
   );
   return rows;
 }

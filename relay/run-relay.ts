@@ -13,7 +13,7 @@ import { encodeBatch, type EventEncoderPort } from './encode-batch';
 import { TopicDirectory } from './ensure-topics';
 import { markDelivered, type Delivery } from './mark-delivered';
 import { parkEvent } from './park-event';
-import { publishBatch } from './publish-batch';
+import { publishBatch, type EncodedEvent } from './publish-batch';
 
 /** Hooks for metrics; every method is optional. */
 export interface RelayObserver {
@@ -113,15 +113,15 @@ export function runRelay(options: RelayOptions): RelayHandle {
     await Promise.allSettled([p?.disconnect(), a?.disconnect()]);
   }
 
-  /** One claim → encode → publish → mark cycle. Returns the number of events it handled. */
-  async function cycle(db: pg.Pool): Promise<number> {
-    if (unmarked.length > 0) {
-      await at('mark', markDelivered(db, schema, unmarked));
-      unmarked = [];
-    }
-    notified = false;
-    const batch = await at('claim', claimBatch(db, schema, settings.batchSize));
-    if (batch.length === 0) return 0;
+  interface Prepared {
+    claimed: number;
+    encoded: EncodedEvent[];
+  }
+
+  /** Claim the oldest pending events (except those in flight), encode them, park the poison. */
+  async function prepare(db: pg.Pool, inFlight: string[]): Promise<Prepared> {
+    const batch = await at('claim', claimBatch(db, schema, settings.batchSize, inFlight));
+    if (batch.length === 0) return { claimed: 0, encoded: [] };
     const { encoded, poison } = await at('encode', encodeBatch(encoder, batch, settings));
     for (const p of poison) {
       await at('mark', parkEvent(db, schema, p.event.id, p.reason));
@@ -131,8 +131,11 @@ export function runRelay(options: RelayOptions): RelayHandle {
       );
       observer?.parked?.(p.event.eventId, p.reason);
     }
-    if (encoded.length === 0) return batch.length;
-    const deliveries = await at(
+    return { claimed: batch.length, encoded };
+  }
+
+  function publish(encoded: EncodedEvent[]): Promise<Delivery[]> {
+    return at(
       'publish',
       (async () => {
         await connectKafka();
@@ -141,18 +144,55 @@ export function runRelay(options: RelayOptions): RelayHandle {
         return publishBatch(producer!, encoded, (t) => dir.partitionCount(t) ?? settings.topicPartitions, config.kafka.requestTimeoutMs);
       })(),
     );
-    const ackedAt = Date.now();
-    try {
-      await at('mark', markDelivered(db, schema, deliveries));
-    } catch (err) {
-      unmarked = deliveries; // acknowledged by the broker: record them first thing next cycle
-      throw err;
+  }
+
+  /**
+   * Claim → encode → publish → mark, pipelined while there is a full batch of work: the next batch is
+   * claimed and encoded while the current one is being sent, but it is sent only after the current one
+   * was acknowledged (one send in flight), so an aggregate's events reach the partition in order. If a
+   * send fails, the prepared next batch is dropped and everything unacknowledged is claimed again.
+   * Returns the number of events handled.
+   */
+  async function cycle(db: pg.Pool): Promise<number> {
+    if (unmarked.length > 0) {
+      await at('mark', markDelivered(db, schema, unmarked));
+      unmarked = [];
     }
-    observer?.published?.(
-      deliveries.length,
-      encoded.map((e) => ackedAt - Date.parse(e.event.occurredAt)),
-    );
-    return batch.length;
+    notified = false;
+    let current = await prepare(db, []);
+    let handled = 0;
+    while (current.claimed > 0) {
+      if (current.encoded.length === 0) {
+        handled += current.claimed;
+        if (current.claimed < settings.batchSize || abort.signal.aborted) break;
+        current = await prepare(db, []);
+        continue;
+      }
+      const sending = publish(current.encoded);
+      const more = current.claimed === settings.batchSize && !abort.signal.aborted;
+      const nextPrepared = more ? prepare(db, current.encoded.map((e) => e.event.id)) : Promise.resolve<Prepared>({ claimed: 0, encoded: [] });
+      let deliveries: Delivery[];
+      try {
+        deliveries = await sending;
+      } catch (err) {
+        await nextPrepared.catch(() => undefined);
+        throw err;
+      }
+      const ackedAt = Date.now();
+      const marking = at('mark', markDelivered(db, schema, deliveries)).catch((err: unknown) => {
+        unmarked = deliveries; // acknowledged by the broker: recorded first thing next cycle
+        throw err;
+      });
+      const settled = await Promise.allSettled([marking, nextPrepared]);
+      for (const r of settled) if (r.status === 'rejected') throw r.reason;
+      observer?.published?.(
+        deliveries.length,
+        current.encoded.map((e) => ackedAt - Date.parse(e.event.occurredAt)),
+      );
+      handled += current.claimed;
+      current = (settled[1] as PromiseFulfilledResult<Prepared>).value;
+    }
+    return handled;
   }
 
   async function loop(): Promise<void> {
