@@ -9,7 +9,7 @@ import { errorMessage } from './errors';
  * global one, so tests and several components in one process do not collide) with the default Node.js
  * metrics and every outbox metric. Components set the ones they own:
  *
- * - relay: `publishedTotal`, `publishLatency` (and, without a `query`, `backlog`, `oldestUndeliveredAge`, `parked`)
+ * - relay: `publishedTotal`, `publishLatency`, `parkedEventsTotal` (and, without a `query`, `backlog`, `oldestUndeliveredAge`, `parked`)
  * - projector: `consumerLag`, `dlqTotal`, `rebuildProgress`
  *
  * When `query` is given, the three outbox gauges are computed from PostgreSQL at scrape time (one query
@@ -21,6 +21,7 @@ export const METRIC_NAMES = {
   publishedTotal: 'outbox_published_total',
   publishLatency: 'outbox_publish_latency_seconds',
   parked: 'outbox_parked',
+  parkedEventsTotal: 'outbox_parked_events_total',
   consumerLag: 'projector_consumer_lag',
   dlqTotal: 'projector_dlq_total',
   rebuildProgress: 'projector_rebuild_progress_ratio',
@@ -41,6 +42,8 @@ export interface OutboxMetrics {
   publishLatency: Histogram<'topic'>;
   /** Aggregates whose delivery is parked (parked_at set, not delivered). */
   parked: Gauge;
+  /** Events this relay parked (poison: not encodable); each parking is also logged with event id and reason. */
+  parkedEventsTotal: Counter;
   /** Messages between a projection's committed offset and the high watermark, by projection/topic/partition. */
   consumerLag: Gauge<'projection' | 'topic' | 'partition'>;
   /** Events a projection sent to its dead-letter topic, by projection. */
@@ -158,6 +161,11 @@ export function createMetrics(options: CreateMetricsOptions = {}): OutboxMetrics
       help: 'Aggregates whose outbox delivery is parked (waiting for `outbox parked retry|skip`)',
       registers,
       ...(parkedCollect ? { collect: parkedCollect } : {}),
+    }),
+    parkedEventsTotal: new Counter({
+      name: METRIC_NAMES.parkedEventsTotal,
+      help: 'Outbox events the relay parked (not publishable; see `outbox parked list`)',
+      registers,
     }),
     consumerLag: new Gauge({
       name: METRIC_NAMES.consumerLag,

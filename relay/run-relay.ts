@@ -17,7 +17,8 @@ import { publishBatch, type EncodedEvent } from './publish-batch';
 
 /** Hooks for metrics; every method is optional. */
 export interface RelayObserver {
-  published?(count: number, latenciesMs: number[]): void;
+  /** `latenciesMs[i]` (commit → ack) and `topics[i]` belong to the same published event. */
+  published?(count: number, latenciesMs: number[], topics?: string[]): void;
   parked?(eventId: string, reason: string): void;
   failed?(stage: 'claim' | 'encode' | 'publish' | 'mark' | 'leadership', err: unknown): void;
   leadership?(isLeader: boolean): void;
@@ -188,6 +189,7 @@ export function runRelay(options: RelayOptions): RelayHandle {
       observer?.published?.(
         deliveries.length,
         current.encoded.map((e) => ackedAt - Date.parse(e.event.occurredAt)),
+        current.encoded.map((e) => e.topic),
       );
       handled += current.claimed;
       current = (settled[1] as PromiseFulfilledResult<Prepared>).value;

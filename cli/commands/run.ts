@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { readinessChecks, startAdminServer, type AdminServer } from '../../core/admin-server';
 import type { OutboxConfig } from '../../core/config';
-import { OutboxError } from '../../core/errors';
 import type { Logger } from '../../core/logger';
 import { createMetrics, type OutboxMetrics } from '../../core/metrics';
 import { createPool } from '../../core/pg';
+import type { RelayObserver } from '../../relay/run-relay';
 import { pgError, requireKafka, requireRegistry } from '../connections';
 import { onStopSignal, parseTime, UsageError, type Command, type CommandContext, type FlagSpec } from '../framework';
 
@@ -32,7 +32,7 @@ function adminSettings(ctx: CommandContext): { port: number; host: string } {
 }
 
 /** Fail fast (exit 1, one line) when a dependency is unreachable at start-up. */
-async function preflight(ctx: CommandContext, pool: pg.Pool): Promise<void> {
+export async function preflight(ctx: CommandContext, pool: pg.Pool): Promise<void> {
   await Promise.all([
     pool.query('SELECT 1').catch((err: unknown) => {
       throw pgError(err, ctx.config, 'connection');
@@ -92,6 +92,32 @@ async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', lo
   }
 }
 
+/**
+ * The relay's metrics: published events and commit → ack latency by topic, parked events counted.
+ * (Backlog, oldest age and the parked gauge are read from PostgreSQL at scrape time by createMetrics.)
+ */
+export function relayMetricsObserver(metrics: OutboxMetrics): RelayObserver {
+  return {
+    published(count, latenciesMs, topics) {
+      if (!topics || topics.length !== latenciesMs.length) {
+        metrics.publishedTotal.inc(count);
+        for (const ms of latenciesMs) metrics.publishLatency.observe(ms / 1000);
+        return;
+      }
+      const perTopic = new Map<string, number>();
+      latenciesMs.forEach((ms, i) => {
+        const topic = topics[i]!;
+        perTopic.set(topic, (perTopic.get(topic) ?? 0) + 1);
+        metrics.publishLatency.observe({ topic }, ms / 1000);
+      });
+      for (const [topic, n] of perTopic) metrics.publishedTotal.inc({ topic }, n);
+    },
+    parked() {
+      metrics.parkedEventsTotal.inc();
+    },
+  };
+}
+
 export const relayCommand: Command = {
   name: 'relay',
   summary: 'Publish outbox events to Kafka (runs until SIGTERM/SIGINT)',
@@ -106,16 +132,7 @@ export const relayCommand: Command = {
         startRelay({
           config,
           logger,
-          ...(metrics
-            ? {
-                observer: {
-                  published(count: number, latenciesMs: number[]) {
-                    metrics.publishedTotal.inc(count);
-                    for (const ms of latenciesMs) metrics.publishLatency.observe(ms / 1000);
-                  },
-                },
-              }
-            : {}),
+          ...(metrics ? { observer: relayMetricsObserver(metrics) } : {}),
         });
     });
   },
@@ -176,21 +193,5 @@ export const rebuildCommand: Command = {
       if (r.comparison) ctx.out.line(JSON.stringify(r.comparison, null, 2));
     }
     return 0;
-  },
-};
-
-export const demoCommand: Command = {
-  name: 'demo',
-  summary: 'Run the users-service demo on the local stack (migrate, relay, projector, workload, audit)',
-  needs: { database: true, kafka: true, registry: true },
-  longRunning: true,
-  async run(ctx) {
-    const pool = createPool(ctx.config.databaseUrl, ctx.logger, { max: 1, applicationName: 'outbox-demo' });
-    try {
-      await preflight(ctx, pool);
-    } finally {
-      await pool.end().catch(() => undefined);
-    }
-    throw new OutboxError('NOT_FOUND', 'outbox demo is not available yet: it needs relay/index.ts (startRelay) and projector/index.ts (startProjector)');
   },
 };
