@@ -100,12 +100,15 @@ function withDatabase(url: string, database: string): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Create the demo database on the DATABASE_URL server unless it exists (concurrent runs tolerated). */
-async function ensureDatabase(config: OutboxConfig, logger: Logger, name: string): Promise<boolean> {
+/** Create the demo database on the DATABASE_URL server unless it exists (concurrent runs tolerated); `reset` drops it first. */
+async function ensureDatabase(config: OutboxConfig, logger: Logger, name: string, reset = false): Promise<boolean> {
   const client = await connectClient(config.databaseUrl, logger, 'outbox-demo').catch((err: unknown) => {
     throw pgError(err, config, 'connection');
   });
   try {
+    if (reset) await client.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`).catch((err: unknown) => {
+      throw pgError(err, config, `DROP DATABASE ${name}`);
+    });
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (rowCount) return false;
     try {
@@ -117,6 +120,61 @@ async function ensureDatabase(config: OutboxConfig, logger: Logger, name: string
     }
   } finally {
     await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Why the kept demo database no longer matches Kafka (undefined when it does): it was used with other
+ * brokers, or its projector checkpoints point past the end of the topic (the Kafka data was reset, e.g.
+ * a new stack). Then the projector would wait for offsets that never come, so the database is reset.
+ */
+async function staleReason(config: OutboxConfig, logger: Logger, topic: string): Promise<string | undefined> {
+  const client = await connectClient(config.databaseUrl, logger, 'outbox-demo').catch((err: unknown) => {
+    throw pgError(err, config, 'connection');
+  });
+  const s = ident(config.schema);
+  let checkpoints: Array<{ partition: number; last_offset: string }> = [];
+  try {
+    const meta = await client.query<{ brokers: string }>(`SELECT brokers FROM ${s}.demo_runs ORDER BY started_at DESC LIMIT 1`).catch(() => ({ rows: [] }));
+    const last = meta.rows[0]?.brokers;
+    if (last !== undefined && last !== config.kafka.brokers.join(',')) return `it was last used with the brokers ${last}`;
+    checkpoints = (
+      await client
+        .query<{ partition: number; last_offset: string }>(
+          `SELECT f.partition, f.last_offset::text FROM ${s}.projector_offsets f
+             JOIN ${s}.projector_projections pp ON pp.projection = f.projection AND pp.live_generation = f.generation
+            WHERE f.topic = $1 AND f.last_offset >= 0`,
+          [topic],
+        )
+        .catch(() => ({ rows: [] as Array<{ partition: number; last_offset: string }> }))
+    ).rows;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  if (checkpoints.length === 0) return undefined;
+  const admin = createKafka(config.kafka, logger, 'demo-check').admin();
+  await admin.connect();
+  try {
+    if (!(await admin.listTopics()).includes(topic)) return `its projector checkpoints name the topic ${topic}, which Kafka no longer has`;
+    const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, BigInt(o.high)]));
+    const past = checkpoints.find((c) => BigInt(c.last_offset) >= (ends.get(c.partition) ?? 0n));
+    return past ? `its projector checkpoint ${topic}/${past.partition}@${past.last_offset} is past the end of the topic (the Kafka data was reset)` : undefined;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/** Create the demo topic (as the relay would) so that the projector never subscribes to a missing one. */
+async function ensureTopic(config: OutboxConfig, logger: Logger, topic: string): Promise<void> {
+  const admin = createKafka(config.kafka, logger, 'demo-topic').admin();
+  await admin.connect();
+  try {
+    if ((await admin.listTopics()).includes(topic)) return;
+    await admin.createTopics({ topics: [{ topic, numPartitions: config.relay.topicPartitions }], waitForLeaders: true }).catch((err: unknown) => {
+      if (!/already exists/i.test(String((err as Error).message))) throw err;
+    });
+  } finally {
+    await admin.disconnect().catch(() => undefined);
   }
 }
 
@@ -182,7 +240,7 @@ export const demoCommand: Command = {
 
     const run = randomBytes(3).toString('hex');
     const topic = `${database}.user.events`;
-    const created = await ensureDatabase(ctx.config, ctx.libLogger, database);
+    let created = await ensureDatabase(ctx.config, ctx.libLogger, database);
     const config: OutboxConfig = {
       ...ctx.config,
       databaseUrl: withDatabase(ctx.config.databaseUrl, database),
@@ -201,6 +259,11 @@ export const demoCommand: Command = {
     })();
 
     say(`kafka-outbox demo — run ${run}`);
+    const stale = created ? undefined : await staleReason(config, ctx.libLogger, topic);
+    if (stale) {
+      say(`  database   ${target}: reset, because ${stale}`);
+      created = await ensureDatabase(ctx.config, ctx.libLogger, database, true);
+    }
     say(`  database   ${target} (${created ? 'created' : 'existing'}; the demo's own, kept between runs)`);
     say(`  topic      ${topic}`);
 
@@ -218,6 +281,7 @@ export const demoCommand: Command = {
       }
     })();
     say(`  migrate    ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`}`);
+    await ensureTopic(config, ctx.libLogger, topic);
 
     // kafkajs warns once per producer about its v2 default partitioner; the relay sets it explicitly.
     process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
@@ -240,13 +304,25 @@ export const demoCommand: Command = {
       servers.push(projectorAdmin);
       const url = (p: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
       relay = startRelay({ config, logger: ctx.logger.child({ component: 'relay' }), observer: relayMetricsObserver(relayMetrics) });
-      projector = await startProjector({ config, logger: ctx.logger.child({ component: 'projector' }), metrics: projectorMetrics, groupIdPrefix: `${config.kafka.clientId}.projector` });
+      // A stack that has just started may still be electing coordinators: retry the projector's start-up a few times.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          projector = await startProjector({ config, logger: ctx.logger.child({ component: 'projector' }), metrics: projectorMetrics, groupIdPrefix: `${config.kafka.clientId}.projector` });
+          break;
+        } catch (err) {
+          if (attempt >= 5 || isOutboxError(err, 'DB_REJECTED')) throw err;
+          logger.warn({ err, attempt }, 'projector start-up failed, retrying');
+          await sleep(1000 * attempt);
+        }
+      }
       say(`  relay      running, admin ${url(relayAdmin.port)}/metrics  /healthz  /readyz`);
       say(`  projector  running, admin ${url(projectorAdmin.port)}/metrics  /healthz  /readyz`);
 
       // 3. The workload, through the TypeScript API (withTransaction + appendEvents).
       const service = new UsersService({ pool, schema: config.schema });
       await service.init();
+      await pool.query(`CREATE TABLE IF NOT EXISTS ${s}.demo_runs (run text PRIMARY KEY, brokers text NOT NULL, topic text NOT NULL, started_at timestamptz NOT NULL DEFAULT now())`);
+      await pool.query(`INSERT INTO ${s}.demo_runs (run, brokers, topic) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [run, config.kafka.brokers.join(','), topic]);
       const users: DemoUser[] = [
         ['ada', 'ada@example.com', 'Ada Lovelace'],
         ['grace', 'grace@example.com', 'Grace Hopper'],
