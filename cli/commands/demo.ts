@@ -164,15 +164,35 @@ async function staleReason(config: OutboxConfig, logger: Logger, topic: string):
   }
 }
 
-/** Create the demo topic (as the relay would) so that the projector never subscribes to a missing one. */
-async function ensureTopic(config: OutboxConfig, logger: Logger, topic: string): Promise<void> {
-  const admin = createKafka(config.kafka, logger, 'demo-topic').admin();
+/**
+ * Create the demo topic (as the relay would) so that the projector never subscribes to a missing one, and
+ * wait (up to 30 s) until the broker's group coordinator and producer-id allocation answer: a stack that
+ * has just started is still loading them, and the projector's consumers would log errors meanwhile.
+ */
+async function prepareKafka(config: OutboxConfig, logger: Logger, topic: string, groupId: string): Promise<void> {
+  const kafka = createKafka(config.kafka, logger, 'demo-setup', { retries: 1 });
+  const admin = kafka.admin();
   await admin.connect();
   try {
-    if ((await admin.listTopics()).includes(topic)) return;
-    await admin.createTopics({ topics: [{ topic, numPartitions: config.relay.topicPartitions }], waitForLeaders: true }).catch((err: unknown) => {
-      if (!/already exists/i.test(String((err as Error).message))) throw err;
-    });
+    if (!(await admin.listTopics()).includes(topic)) {
+      await admin.createTopics({ topics: [{ topic, numPartitions: config.relay.topicPartitions }], waitForLeaders: true }).catch((err: unknown) => {
+        if (!/already exists/i.test(String((err as Error).message))) throw err;
+      });
+    }
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 1 } });
+      const ok = await admin
+        .describeGroups([groupId])
+        .then(() => producer.connect())
+        .then(
+          () => true,
+          () => false,
+        );
+      await producer.disconnect().catch(() => undefined);
+      if (ok || Date.now() > deadline) return;
+      await sleep(500);
+    }
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
@@ -281,7 +301,7 @@ export const demoCommand: Command = {
       }
     })();
     say(`  migrate    ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`}`);
-    await ensureTopic(config, ctx.libLogger, topic);
+    await prepareKafka(config, ctx.libLogger, topic, `${config.kafka.clientId}.projector.audit_log`);
 
     // kafkajs warns once per producer about its v2 default partitioner; the relay sets it explicitly.
     process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
