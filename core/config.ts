@@ -34,6 +34,8 @@ export interface RelaySettings {
   topicPartitions: number;
   deliveredRetentionMs: number;
   instanceId: string;
+  /** Largest record the broker accepts (its message.max.bytes); bigger events are parked. */
+  maxMessageBytes: number;
 }
 
 export interface ProjectorSettings {
@@ -273,6 +275,7 @@ export function loadConfig(env: Env = readEnvironment(), needs: ConfigNeeds = {}
       topicPartitions: int(env, 'OUTBOX_TOPIC_PARTITIONS', 6, 1, 10_000),
       deliveredRetentionMs: duration(env, 'OUTBOX_DELIVERED_RETENTION', 7 * 86_400_000),
       instanceId: str(env, 'OUTBOX_INSTANCE_ID') ?? `${process.env.HOSTNAME ?? 'relay'}-${process.pid}`,
+      maxMessageBytes: int(env, 'OUTBOX_KAFKA_MAX_MESSAGE_BYTES', 1_000_000, 1024, 100_000_000),
     },
     projector: {
       snapshotEvery: int(env, 'OUTBOX_SNAPSHOT_EVERY', 100, 1, 1_000_000),

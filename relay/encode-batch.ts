@@ -38,7 +38,7 @@ export interface Poison {
 export async function encodeBatch(
   encoder: EventEncoderPort,
   batch: PendingEvent[],
-  settings: Pick<RelaySettings, 'topicMap' | 'topicSuffix'>,
+  settings: Pick<RelaySettings, 'topicMap' | 'topicSuffix' | 'maxMessageBytes'>,
 ): Promise<{ encoded: EncodedEvent[]; poison: Poison[]; heldBack: number }> {
   const encoded: EncodedEvent[] = [];
   const poison: Poison[] = [];
@@ -51,7 +51,13 @@ export async function encodeBatch(
       continue;
     }
     const result = await encoder.encode(event);
-    if (result.ok) {
+    if (result.ok && result.value.length > settings.maxMessageBytes) {
+      poison.push({
+        event,
+        reason: `encoded event is ${result.value.length} bytes, more than the broker accepts (OUTBOX_KAFKA_MAX_MESSAGE_BYTES=${settings.maxMessageBytes})`,
+      });
+      blocked.add(aggregate);
+    } else if (result.ok) {
       encoded.push({ event, topic: topicFor(event.aggregateType, settings), value: result.value });
     } else {
       poison.push({ event, reason: result.reason });

@@ -142,7 +142,13 @@ export function runRelay(options: RelayOptions): RelayHandle {
         await connectKafka();
         const dir = topics!;
         await dir.ensure(encoded.map((e) => e.topic));
-        return publishBatch(producer!, encoded, (t) => dir.partitionCount(t) ?? settings.topicPartitions, config.kafka.requestTimeoutMs);
+        return publishBatch(
+          producer!,
+          encoded,
+          (t) => dir.partitionCount(t) ?? settings.topicPartitions,
+          config.kafka.requestTimeoutMs,
+          Math.floor(settings.maxMessageBytes * 0.9),
+        );
       })(),
     );
   }
