@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../../core/logger';
 import { startProjector, type RunningProjector } from '../../projector';
 import { appendEvents, withTransaction, type NewEvent } from '../../writer';
 import { verifyLedger, printFigures, type LedgerReport, type VerifyOptions } from '../support/ledger-verifier';
+import { createTopics } from '../support/kafka';
 import { spawnTs, type Child } from '../support/processes';
 import { relayEnv } from '../support/relay-env';
 
@@ -60,6 +61,7 @@ export async function spawnRelay(env: NodeJS.ProcessEnv, children: Child[], opti
 
 /** A projector child process (projector/projector-process.ts, audit_log + users); resolves when ready. */
 export async function spawnProjector(env: NodeJS.ProcessEnv, topics: string[], groupIdPrefix: string, children: Child[]): Promise<Child> {
+  await ensureUserTopic(env);
   const c = spawnTs('projector/projector-process.ts', env, [JSON.stringify({ topics, groupIdPrefix, sessionTimeoutMs: 6000 })]);
   children.push(c);
   await c.waitFor(/ready/, 90_000);
@@ -67,8 +69,15 @@ export async function spawnProjector(env: NodeJS.ProcessEnv, topics: string[], g
 }
 
 /** The projector in this process (for scenarios that do not kill it); it reads the topic of `user`. */
-export function inProcessProjector(env: NodeJS.ProcessEnv, groupIdPrefix: string): Promise<RunningProjector> {
+export async function inProcessProjector(env: NodeJS.ProcessEnv, groupIdPrefix: string): Promise<RunningProjector> {
+  await ensureUserTopic(env);
   return startProjector({ config: scenarioConfig(env), logger, groupIdPrefix, sessionTimeoutMs: 6000 });
+}
+
+/** Create the scenario's `user` topic (as the relay would, 3 partitions) so a projector can subscribe first. */
+export async function ensureUserTopic(env: NodeJS.ProcessEnv): Promise<void> {
+  const config = scenarioConfig(env);
+  await createTopics(kafkaOf(env), [config.relay.topicMap.user!], Number(env.OUTBOX_TOPIC_PARTITIONS ?? 3));
 }
 
 /** The naive design the relay replaces: remember the highest id seen, read above it (loses late commits). */
