@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { loadConfig } from '../../core/config';
+import { createKafka } from '../../core/kafka';
+import { silentLogger } from '../../core/logger';
 import { appendEvents, withTransaction, type NewEvent } from '../../writer/index';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { freePort, privateStack, waitDead, type PrivateStack } from '../support/private-stack';
@@ -65,6 +68,21 @@ async function readyz(port: number): Promise<{ status: number; body: { status: s
   return r;
 }
 
+async function waitForTopic(topic: string, child: Child): Promise<void> {
+  const kafka = createKafka(loadConfig({ KAFKA_BROKERS: process.env.KAFKA_BROKERS! }, { kafka: true }).kafka, silentLogger(), 'readiness-test');
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await waitFor(`the relay to create ${topic}`, async () => {
+      if (!(await admin.listTopics()).includes(topic)) return undefined; // (metadata of a missing topic could auto-create it)
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      return meta.topics[0]?.partitions.every((p) => p.leader >= 0) ? true : undefined;
+    }, 60_000, child);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 /** Prometheus text → { 'name{labels}': value } (labels as printed), plus the declared metric types. */
 async function scrape(port: number): Promise<{ samples: Map<string, number>; types: Map<string, string> }> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -112,8 +130,11 @@ test('/metrics of relay and projector: every listed metric, values moving as eve
   });
   const [relayPort, projectorPort] = [await freePort(), await freePort()];
   const relay = start('relay', relayPort, env);
-  const projector = start('project', projectorPort, env);
   await waitFor('relay /readyz 200', async () => ((await readyz(relayPort)).status === 200 ? true : undefined), 60_000, relay);
+  // The projector starts once the relay has created the topic: `outbox project` exits 1 when its topic
+  // is missing or still being created ("This server does not host this topic-partition").
+  await waitForTopic(topic, relay);
+  const projector = start('project', projectorPort, env);
   await waitFor('projector /readyz 200', async () => ((await readyz(projectorPort)).status === 200 ? true : undefined), 60_000, projector);
 
   const r1 = await scrape(relayPort);
