@@ -51,30 +51,31 @@ export async function applyAndCheckpoint(
   partition: number,
   messages: DecodedMessage[],
   publish: (letters: DeadLetter[]) => Promise<void>,
+  perEvent = false,
 ): Promise<ApplyResult> {
   const { projection, outboxSchema, logger } = target;
   const o = ident(outboxSchema);
   const client = await pool.connect();
   let released = false;
   try {
-    await client.query('BEGIN');
-    let generation: number;
-    if (target.generation === 'live') {
-      await client.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [liveLockKey(outboxSchema, projection.name)]);
-      const { rows } = await client.query<{ live_generation: number }>(`SELECT live_generation FROM ${o}.projector_projections WHERE projection = $1`, [projection.name]);
-      if (!rows[0]) throw new Error(`projection ${projection.name} has no live generation (ensureLiveGeneration first)`);
-      generation = rows[0].live_generation;
-    } else {
-      generation = target.generation;
-      await client.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [shadowLockKey(outboxSchema, projection.name, generation)]);
-    }
-    // Lock (creating if needed) the checkpoint row and read it, in one round trip.
-    const cp = await client.query<{ last_offset: string }>(
-      `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset) VALUES ($1, $2, $3, $4, -1)
-       ON CONFLICT (projection, generation, topic, partition) DO UPDATE SET last_offset = ${o}.projector_offsets.last_offset
-       RETURNING last_offset`,
-      [projection.name, generation, topic, partition],
+    const lockKey = target.generation === 'live' ? liveLockKey(outboxSchema, projection.name) : shadowLockKey(outboxSchema, projection.name, target.generation);
+    // One round trip: BEGIN and the projection's shared lock (a swap holds it exclusively).
+    await client.query(`BEGIN; SELECT pg_advisory_xact_lock_shared(hashtext(${client.escapeLiteral(lockKey)}))`);
+    // One round trip: the generation (read after the lock: a swap committed before is seen) and the
+    // checkpoint row, created if needed, locked and read.
+    const cp = await client.query<{ generation: number; last_offset: string }>(
+      target.generation === 'live'
+        ? `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset)
+             SELECT $1, live_generation, $2, $3, -1 FROM ${o}.projector_projections WHERE projection = $1
+           ON CONFLICT (projection, generation, topic, partition) DO UPDATE SET last_offset = ${o}.projector_offsets.last_offset
+           RETURNING generation, last_offset`
+        : `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset) VALUES ($1, $4, $2, $3, -1)
+           ON CONFLICT (projection, generation, topic, partition) DO UPDATE SET last_offset = ${o}.projector_offsets.last_offset
+           RETURNING generation, last_offset`,
+      target.generation === 'live' ? [projection.name, topic, partition] : [projection.name, topic, partition, target.generation],
     );
+    if (!cp.rows[0]) throw new Error(`projection ${projection.name} has no live generation (ensureLiveGeneration first)`);
+    const generation = cp.rows[0].generation;
     const stored = BigInt(cp.rows[0]?.last_offset ?? '-1');
     const fresh = messages.filter((m) => m.offset > stored);
     const result: ApplyResult = { generation, applied: 0, skippedOffsets: messages.length - fresh.length, skippedDuplicates: 0, deadLettered: [], lastOffset: null };
@@ -113,7 +114,7 @@ export async function applyAndCheckpoint(
       rebuilding: target.generation !== 'live',
       snapshotEvery: target.snapshotEvery,
     };
-    const rejections = await runHandlers(client, projection, events, ctx);
+    const rejections = await runHandlers(client, projection, events, ctx, perEvent);
     result.applied = events.length;
 
     const letters: DeadLetter[] = [];
@@ -148,18 +149,21 @@ export async function applyAndCheckpoint(
     }
 
     const last = messages.reduce((a, m) => (m.offset > a ? m.offset : a), stored);
-    await client.query(`UPDATE ${o}.projector_offsets SET last_offset = $5, updated_at = now() WHERE projection = $1 AND generation = $2 AND topic = $3 AND partition = $4`, [
-      projection.name,
-      generation,
-      topic,
-      partition,
-      last.toString(),
-    ]);
-    await client.query('COMMIT');
+    await client.query(
+      `UPDATE ${o}.projector_offsets SET last_offset = ${last.toString()}, updated_at = now()
+        WHERE projection = ${client.escapeLiteral(projection.name)} AND generation = ${generation} AND topic = ${client.escapeLiteral(topic)} AND partition = ${partition};
+       COMMIT`,
+    );
     result.lastOffset = last;
     return result;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
+    if (err instanceof BatchFailed) {
+      client.release();
+      released = true;
+      target.logger.debug({ projection: projection.name, err: err.cause }, 'batch apply failed; applying event by event');
+      return applyAndCheckpoint(pool, target, topic, partition, messages, publish, true);
+    }
     if (isTransient(err)) {
       // The connection may be broken: do not return it to the pool.
       client.release(err instanceof Error ? err : true);
@@ -171,20 +175,24 @@ export async function applyAndCheckpoint(
   }
 }
 
+/** The fast path failed with a non-transient error: the batch is re-applied event by event. */
+class BatchFailed extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`batch apply failed: ${errorMessage(cause)}`);
+  }
+}
+
 /**
- * Run the projection over the events: the batch fast path (or every handler) inside one savepoint; if
- * that throws a non-transient error, again event by event, each in its own savepoint, so that only the
- * failing events are rejected.
+ * Run the projection over the events: the batch fast path (or every handler) without savepoints; if
+ * that throws a non-transient error the whole transaction is redone (`perEvent`) event by event, each
+ * in its own savepoint, so that only the failing events are rejected.
  */
-async function runHandlers(client: pg.PoolClient, projection: Projection, events: ProjectedEvent[], ctx: ApplyContext): Promise<BatchRejection[]> {
+async function runHandlers(client: pg.PoolClient, projection: Projection, events: ProjectedEvent[], ctx: ApplyContext, perEvent: boolean): Promise<BatchRejection[]> {
   if (events.length === 0) return [];
-  await client.query('SAVEPOINT projector_batch');
-  try {
-    let rejections: BatchRejection[];
-    if (projection.applyBatch) {
-      rejections = await projection.applyBatch(events, ctx);
-    } else {
-      rejections = [];
+  if (!perEvent) {
+    try {
+      if (projection.applyBatch) return await projection.applyBatch(events, ctx);
+      const rejections: BatchRejection[] = [];
       for (let i = 0; i < events.length; i++) {
         const e = events[i]!;
         const handler = projection.handlers[e.event.eventType];
@@ -192,13 +200,11 @@ async function runHandlers(client: pg.PoolClient, projection: Projection, events
         const r = await handler(e, ctx);
         if (r && 'rejected' in r) rejections.push({ index: i, reason: r.rejected });
       }
+      return rejections;
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      throw new BatchFailed(err);
     }
-    await client.query('RELEASE SAVEPOINT projector_batch');
-    return rejections;
-  } catch (err) {
-    if (isTransient(err)) throw err;
-    ctx.logger.debug({ projection: projection.name, err }, 'batch apply failed; applying event by event');
-    await client.query('ROLLBACK TO SAVEPOINT projector_batch');
   }
   const rejections: BatchRejection[] = [];
   for (let i = 0; i < events.length; i++) {

@@ -46,6 +46,12 @@ export async function pointViews(client: pg.ClientBase, outboxSchema: string, pr
   for (const t of projection.tables) {
     const view = `${ident(outboxSchema)}.${ident(t)}`;
     const target = `${ident(pgSchema)}.${ident(t)}`;
+    // A view of the same name owned by another projection is never taken over.
+    const existing = await client.query<{ definition: string }>('SELECT definition FROM pg_views WHERE schemaname = $1 AND viewname = $2', [outboxSchema, t]);
+    const own = generationSchema(outboxSchema, projection.name, 0).replace(/0$/, '');
+    if (existing.rows[0] && !existing.rows[0].definition.includes(own)) {
+      throw new OutboxError('CONFIG_INVALID', `table ${t} of projection ${projection.name}: ${outboxSchema}.${t} is already the view of another projection`, { details: { projection: projection.name, table: t } });
+    }
     await client.query('SAVEPOINT point_view');
     try {
       // Same columns: the view keeps its OID, readers waiting on its lock simply see the new definition.

@@ -96,10 +96,11 @@ async function offsetsOf(db: Pick<pg.ClientBase, 'query'>, o: string, projection
   return new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.last_offset)]));
 }
 
-/** Every partition: shadow >= live (or == with `exact`). */
-function covers(shadow: Offsets, live: Offsets, exact: boolean): boolean {
+/** Every partition of `topics`: shadow >= live (or == with `exact`). Topics live read but the shadow does not are not compared. */
+function covers(shadow: Offsets, live: Offsets, exact: boolean, topics: string[]): boolean {
   const keys = new Set([...shadow.keys(), ...live.keys()]);
   for (const k of keys) {
+    if (!topics.includes(k.slice(0, k.lastIndexOf('/')))) continue;
     const s = shadow.get(k) ?? -1n;
     const l = live.get(k) ?? -1n;
     if (exact ? s !== l : s < l) return false;
@@ -330,7 +331,7 @@ async function swapIn(pool: pg.Pool, outboxSchema: string, projection: Projectio
       const liveGen = rows[0]!.live_generation;
       const live = await offsetsOf(c, o, projection.name, liveGen);
       const deadline = Date.now() + 5000;
-      while (!covers(await offsetsOf(c, o, projection.name, generation), live, false)) {
+      while (!covers(await offsetsOf(c, o, projection.name, generation), live, false, projection.topics)) {
         if (Date.now() > deadline) return false;
         await sleep(20);
       }
@@ -372,7 +373,7 @@ async function compareGenerations(pool: pg.Pool, outboxSchema: string, projectio
       const liveGen = rows[0]!.live_generation;
       const live = await offsetsOf(c, o, projection.name, liveGen);
       const shadow = await offsetsOf(c, o, projection.name, generation);
-      if (!covers(shadow, live, true)) {
+      if (!covers(shadow, live, true, projection.topics)) {
         logger.debug({ projection: projection.name }, 'dry run: generations at different offsets; retrying');
         return undefined;
       }
