@@ -148,6 +148,8 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   const admin = kafka.admin();
   const groupId = `${options.groupIdPrefix ?? `${config.kafka.clientId}.projector`}.${name}.rebuild.${randomBytes(4).toString('hex')}`;
   const started = Date.now();
+  // Without a callback, progress goes to the log (JSON lines) every progressIntervalMs.
+  const onProgress = options.onProgress ?? ((p: RebuildProgress): void => logger.info({ ...p }, 'rebuild progress'));
   try {
     const previousGeneration = await ensureLiveGeneration(pool, config.schema, projection, logger);
     // New generation (stale shadows of crashed rebuilds are dropped).
@@ -249,17 +251,17 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       await sleep(100, options.signal);
       await refreshHigh();
       const caughtUp = [...high].every(([k, h]) => (position.get(k) ?? start.get(k) ?? 0n) >= h);
-      if (options.onProgress && (caughtUp || Date.now() - lastReport >= (options.progressIntervalMs ?? 1000))) {
+      if ((caughtUp || Date.now() - lastReport >= (options.progressIntervalMs ?? 1000))) {
         lastReport = Date.now();
-        options.onProgress(progress('catching_up'));
+        onProgress(progress('catching_up'));
       }
       if (!caughtUp) continue;
       if (options.dryRun) {
-        options.onProgress?.(progress('comparing'));
+        onProgress(progress('comparing'));
         comparison = await compareGenerations(pool, config.schema, projection, generation, logger);
         finished = comparison !== undefined;
       } else {
-        options.onProgress?.(progress('swapping'));
+        onProgress(progress('swapping'));
         finished = await swapIn(pool, config.schema, projection, generation, logger);
       }
     }
@@ -276,7 +278,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     }
     await admin.deleteGroups([groupId]).catch(() => undefined);
     const final = progress('done');
-    options.onProgress?.(final);
+    onProgress(final);
     const seconds = (Date.now() - started) / 1000;
     const result: RebuildResult = {
       projection: name,
