@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { uniqueName } from '../support/isolation';
 import { isAlive, privateStack, waitDead, type PrivateStack } from '../support/private-stack';
 
@@ -64,6 +65,8 @@ test('up is idempotent, recovers from kill -9, keeps schema ids across down/up, 
   expect(envFile).toMatch(/DATABASE_URL=postgres:\/\//);
   const subject = `${name}-value`;
   const id = await registerSchema(registryUrl, subject);
+  // A message encoded now (Confluent wire format) must still decode after the restart below.
+  const oldMessage = await new SchemaRegistry({ host: registryUrl }).encode(id, { a: 'written before the restart' });
 
   // kill -9 of Kafka, then of the registry: `up` brings each back.
   for (const server of ['kafka', 'registry'] as const) {
@@ -85,6 +88,8 @@ test('up is idempotent, recovers from kill -9, keeps schema ids across down/up, 
   expect((await stack('up')).code).toBe(0);
   expect(await latestId(registryUrl, subject)).toBe(id);
   expect(await registerSchema(registryUrl, subject)).toBe(id);
+  // A fresh client (no cache) decodes the old message by its id.
+  expect(await new SchemaRegistry({ host: registryUrl }).decode(oldMessage)).toEqual({ a: 'written before the restart' });
 
   expect((await stack('down')).code).toBe(0);
   expect(await ourProcesses()).toEqual([]);
