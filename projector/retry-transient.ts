@@ -1,4 +1,5 @@
 import { isOutboxError } from '../core/errors';
+import { backoffDelay } from '../core/backoff';
 import { isTransientPgError } from '../core/pg';
 
 /**
@@ -13,21 +14,9 @@ export function isTransient(err: unknown): boolean {
   return false;
 }
 
-/** Exponential backoff with jitter: 100 ms, 200 ms ... capped at `maxMs`. */
+/** Backoff before retry `attempt` (0, 1, ...): 100 ms doubling, capped at `maxMs`, with jitter. */
 export function backoffMs(attempt: number, maxMs = 5000): number {
-  const base = Math.min(maxMs, 100 * 2 ** Math.min(attempt, 16));
-  return Math.round(base / 2 + Math.random() * (base / 2));
+  return backoffDelay(attempt + 1, 100, maxMs);
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
+export { sleep } from '../core/backoff';

@@ -19,10 +19,11 @@ import { projectorMetrics, type ProjectorMetrics } from './metrics';
 import { createAuditLogProjection } from './projections/audit-log';
 import { createUsersProjection } from './projections/users';
 import type { Projection } from './types';
+import { topicFor } from '../core/topics';
 
 /** Topic of an aggregate type, as the relay routes it: explicit map first, then `<aggregate_type><suffix>`. */
 export function topicOf(config: OutboxConfig, aggregateType: string): string {
-  return config.relay.topicMap[aggregateType] ?? `${aggregateType}${config.relay.topicSuffix}`;
+  return topicFor(aggregateType, config.relay);
 }
 
 /** The built-in projections (`audit_log` with snapshots of the built-in reducers, `users`) over the demo topics. */

@@ -1,7 +1,7 @@
 import type { RelaySettings } from '../core/config';
 import type { PendingEvent } from './claim-batch';
 import type { EncodedEvent } from './publish-batch';
-import { topicFor } from './route-topic';
+import { topicFor } from '../core/topics';
 
 /** What the relay needs from the schema layer (schemas/encode-event.ts provides it). */
 export interface EventEncoderPort {

@@ -6,12 +6,12 @@ import { loadCatalog, type SchemaCatalog } from '../schemas/catalog';
 import { createEventEncoder } from '../schemas/encode-event';
 import { registerSchemas } from '../schemas/register-schemas';
 import type { EventEncoderPort } from './encode-batch';
-import { topicFor } from './route-topic';
+import { topicFor } from '../core/topics';
 import { runRelay, type RelayHandle, type RelayObserver } from './run-relay';
 
 export type { RelayHandle, RelayObserver } from './run-relay';
 export type { EventEncoderPort } from './encode-batch';
-export { topicFor } from './route-topic';
+export { topicFor } from '../core/topics';
 
 export interface StartRelayOptions {
   config: OutboxConfig;

@@ -6,7 +6,7 @@ import { trackRunning } from '../core/lifecycle';
 import type { Logger } from '../core/logger';
 import { createPool, isTransientPgError } from '../core/pg';
 import { Leadership } from './acquire-leadership';
-import { createBackoff, sleep } from './backoff';
+import { createBackoff, sleep } from '../core/backoff';
 import { claimBatch } from './claim-batch';
 import { cleanDelivered } from './clean-delivered';
 import { encodeBatch, type EventEncoderPort } from './encode-batch';

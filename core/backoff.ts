@@ -1,4 +1,10 @@
-/** Exponential backoff with full jitter: attempt 1 waits up to `initialMs`, doubling up to `maxMs`. */
+/** Delay before retry number `attempt` (1, 2, ...): exponential from `initialMs`, capped at `maxMs`, with jitter (half to full). */
+export function backoffDelay(attempt: number, initialMs = 100, maxMs = 10_000, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(Math.max(attempt, 1) - 1, 30));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+/** Exponential backoff with jitter that counts its own failures (see backoffDelay). */
 export interface Backoff {
   /** Delay before the next attempt (and count the failure). */
   next(): number;
@@ -11,8 +17,7 @@ export function createBackoff(initialMs = 100, maxMs = 10_000, random: () => num
   return {
     next() {
       failures += 1;
-      const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(failures - 1, 30));
-      return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+      return backoffDelay(failures, initialMs, maxMs, random);
     },
     reset() {
       failures = 0;
