@@ -7,6 +7,7 @@ import { createPool } from '../../core/pg';
 import type { RelayObserver } from '../../relay/run-relay';
 import { pgError, requireKafka, requireRegistry } from '../connections';
 import { onStopSignal, parseTime, UsageError, type Command, type CommandContext, type FlagSpec } from '../framework';
+import { createProgressRenderer } from '../render-progress';
 
 /** What relay/index.ts `startRelay` and projector/index.ts `startProjector` return. */
 export interface RunningHandle {
@@ -158,14 +159,18 @@ export const rebuildCommand: Command = {
   description: 'The live read model keeps serving during the rebuild; --dry-run compares shadow and live instead of swapping.',
   positionals: [{ name: 'projection', description: 'Name of the projection, e.g. users', required: true }],
   flags: {
-    'dry-run': { type: 'boolean', description: 'Build the shadow, compare it with the live read model, drop it' },
-    from: { type: 'string', placeholder: 'time', description: 'Start from this time instead of the beginning of the topics (ISO 8601)' },
+    'dry-run': { type: 'boolean', description: 'Build the shadow, compare it with the live read model (row counts, checksums), drop it' },
+    'from-beginning': { type: 'boolean', description: 'Replay the topics from offset 0 (the default)' },
+    'from-timestamp': { type: 'string', placeholder: 'time', description: 'Replay from the first offset at or after this time (ISO 8601)' },
+    from: { type: 'string', placeholder: 'time', description: 'Same as --from-timestamp' },
   },
   needs: { database: true, kafka: true, registry: true },
   longRunning: true,
   async run(ctx) {
     const projection = ctx.positionals[0]!;
-    const from = typeof ctx.flags.from === 'string' ? parseTime('from', ctx.flags.from) : undefined;
+    const fromFlag = typeof ctx.flags['from-timestamp'] === 'string' ? 'from-timestamp' : typeof ctx.flags.from === 'string' ? 'from' : undefined;
+    if (fromFlag && ctx.flags['from-beginning'] === true) throw new UsageError(`--from-beginning and --${fromFlag} exclude each other`);
+    const from = fromFlag ? parseTime(fromFlag, ctx.flags[fromFlag] as string) : undefined;
     const pool = createPool(ctx.config.databaseUrl, ctx.logger, { max: 1, applicationName: 'outbox-rebuild' });
     try {
       await preflight(ctx, pool);
@@ -174,6 +179,7 @@ export const rebuildCommand: Command = {
     }
     const { rebuildProjection } = require('../../projector/index') as typeof import('../../projector/index');
     const log = ctx.logger.child({ component: 'rebuild', projection });
+    const progress = createProgressRenderer(process.stderr, 'rebuild_progress');
     const result = await rebuildProjection({
       config: ctx.config,
       logger: log,
@@ -181,9 +187,10 @@ export const rebuildCommand: Command = {
       ...(ctx.flags['dry-run'] === true ? { dryRun: true } : {}),
       ...(from ? { from: { timestamp: from } } : {}),
       onProgress(p) {
-        log.info({ phase: p.phase, processed: p.processed, total: p.total, eventsPerSecond: Math.round(p.eventsPerSecond), etaSeconds: p.etaSeconds }, `rebuild ${Math.round(p.ratio * 100)}%`);
+        progress.update(p);
+        log.debug({ phase: p.phase, processed: p.processed, total: p.total, eventsPerSecond: Math.round(p.eventsPerSecond), etaSeconds: p.etaSeconds }, `rebuild ${Math.round(p.ratio * 100)}%`);
       },
-    });
+    }).finally(() => progress.done());
     if (ctx.json) ctx.out.json(result);
     else {
       const r = result;

@@ -119,3 +119,33 @@ test('a second run on the same database works too; --json gives the summary', as
   }
   expect(summary.audit.chain).toMatchObject({ verified: true, writer: { ok: true, checked: 4 } });
 }, 120_000);
+
+test('outbox rebuild on the demo database: --dry-run compares without swapping (JSON progress lines), --from-beginning swaps', async () => {
+  const rebuildEnv = {
+    ...env,
+    DATABASE_URL: `${process.env.DATABASE_URL!.replace(/\/[^/]*$/, '')}/${database}`,
+    OUTBOX_TOPIC_MAP: `user=${database}.user.events`,
+    KAFKA_CLIENT_ID: `outbox-demo-${database}`,
+  };
+  const dry = await runOutbox(['rebuild', 'users', '--dry-run'], rebuildEnv, 110_000);
+  expect(dry.code).toBe(0);
+  expect(dry.stdout).toMatch(/projection users: generation \d+ built from \d+ event\(s\) .* not swapped \(dry run\)/);
+  const progress = dry.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { type?: string; phase: string; processed: number; total: number; eventsPerSecond: number; etaSeconds: number | null })
+    .filter((p) => p.type === 'rebuild_progress'); // stderr also carries log lines
+  expect(progress.length).toBeGreaterThan(0);
+  for (const p of progress) expect(p).toMatchObject({ phase: expect.any(String), processed: expect.any(Number), total: expect.any(Number), eventsPerSecond: expect.any(Number) });
+  expect(progress[progress.length - 1]!.processed).toBeGreaterThan(0);
+
+  const both = await runOutbox(['rebuild', 'users', '--from-beginning', '--from-timestamp', '2026-01-01T00:00:00Z'], rebuildEnv, 30_000);
+  expect(both.code).toBe(2);
+  expect(both.stderr.trim()).toBe('outbox: --from-beginning and --from-timestamp exclude each other');
+
+  const swap = await runOutbox(['rebuild', 'users', '--from-beginning', '--json'], rebuildEnv, 110_000);
+  expect(swap.code).toBe(0);
+  const result = JSON.parse(swap.stdout) as { swapped: boolean; events: number };
+  expect(result.swapped).toBe(true);
+  expect(result.events).toBeGreaterThanOrEqual(24); // two demo runs of 12 events
+}, 240_000);
