@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Admin, Kafka, Producer } from 'kafkajs';
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { OutboxConfig } from '../core/config';
-import { errorMessage } from '../core/errors';
+import { errorMessage, OutboxError } from '../core/errors';
 import { createKafka } from '../core/kafka';
 import { trackRunning } from '../core/lifecycle';
 import type { Logger } from '../core/logger';
 import { createPool, ident } from '../core/pg';
+import { topicFor } from '../core/topics';
 import { loadCatalog, type SchemaCatalog } from '../schemas/catalog';
 import { createEventDecoder } from '../schemas/decode-event';
 import { consumeBatches, type RunningConsumer } from './consume-batch';
@@ -16,10 +17,10 @@ import type { EventDecoderLike } from './decode-message';
 import { ensureLiveGeneration } from './ensure-generation';
 import { builtInReducers } from './load-aggregate';
 import { projectorMetrics, type ProjectorMetrics } from './metrics';
+import { backoffMs, sleep } from './retry-transient';
 import { createAuditLogProjection } from './projections/audit-log';
 import { createUsersProjection } from './projections/users';
 import type { Projection } from './types';
-import { topicFor } from '../core/topics';
 
 /** Topic of an aggregate type, as the relay routes it: explicit map first, then `<aggregate_type><suffix>`. */
 export function topicOf(config: OutboxConfig, aggregateType: string): string {
@@ -69,6 +70,8 @@ export interface StartProjectorOptions {
   /** Consumer group of projection P: `<groupIdPrefix>.<P>` (default `<clientId>.projector`). */
   groupIdPrefix?: string;
   sessionTimeoutMs?: number;
+  /** How long to wait for the source topics to exist before failing (default 60 s). */
+  topicWaitMs?: number;
   partitionsConsumedConcurrently?: number;
 }
 
@@ -87,6 +90,30 @@ export interface RunningProjector {
  * (created on first start), dead-letter topics `<topic>.dlq`, and a consumer applying batches in
  * transactions with their checkpoints.
  */
+/**
+ * The relay creates the event topics; a projector started first (or at the same time) waits for them
+ * instead of failing, and fails with the missing topics named only after `timeoutMs`.
+ */
+async function waitForTopics(admin: Admin, topics: string[], timeoutMs: number, logger: Logger): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let warned = false;
+  for (let attempt = 0; ; attempt++) {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t));
+    if (missing.length === 0) return;
+    if (Date.now() >= deadline) {
+      throw new OutboxError('NOT_FOUND', `topic(s) ${missing.join(', ')} do not exist (the relay creates them when it starts; waited ${Math.round(timeoutMs / 1000)} s)`, {
+        details: { topics: missing },
+      });
+    }
+    if (!warned) {
+      logger.warn({ topics: missing }, `waiting for topic(s) ${missing.join(', ')} (created by the relay)`);
+      warned = true;
+    }
+    await sleep(Math.min(backoffMs(attempt, 2000), Math.max(0, deadline - Date.now())));
+  }
+}
+
 export async function startProjector(options: StartProjectorOptions): Promise<RunningProjector> {
   const { config } = options;
   const id = `projector-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -119,7 +146,9 @@ export async function startProjector(options: StartProjectorOptions): Promise<Ru
     const admin = kafka.admin();
     await admin.connect();
     try {
-      await ensureDeadLetterTopics(admin, [...new Set(projections.flatMap((p) => p.topics))]);
+      const sources = [...new Set(projections.flatMap((p) => p.topics))];
+      await waitForTopics(admin, sources, options.topicWaitMs ?? 60_000, logger);
+      await ensureDeadLetterTopics(admin, sources);
     } finally {
       await admin.disconnect();
     }
