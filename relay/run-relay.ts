@@ -176,7 +176,8 @@ export function runRelay(options: RelayOptions): RelayHandle {
         continue;
       }
       const sending = publish(current.encoded);
-      const more = current.claimed === settings.batchSize && !abort.signal.aborted;
+      // Keep pipelining only while this instance still leads (a standby may already have taken over).
+      const more = current.claimed === settings.batchSize && !abort.signal.aborted && leadership.isLeader;
       const nextPrepared = more ? prepare(db, current.encoded.map((e) => e.event.id)) : Promise.resolve<Prepared>({ claimed: 0, encoded: [] });
       let deliveries: Delivery[];
       try {
