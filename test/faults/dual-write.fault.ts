@@ -25,7 +25,7 @@ test('dual write vs kafka-outbox, a minute with kill -9 x6: dual write loses, ka
     seconds: 60,
     kills: 6,
     concurrency: 8,
-    ratePerSec: 400,
+    ratePerSec: 1500, // busy writers: each kill catches dual writes between COMMIT and ack
     track: (c) => children.push(c),
   });
   printFigures('dual-write-baseline-long', r.dualWrite);
