@@ -2,7 +2,12 @@ import pg from 'pg';
 import type { Logger } from './logger';
 import { redact } from './redact';
 
-/** A PostgreSQL pool for DATABASE_URL. Idle-client errors (server restart, terminated backend) are logged, never thrown. */
+/**
+ * A PostgreSQL pool for DATABASE_URL. Connection errors (server restart, terminated backend) are logged,
+ * never thrown as an unhandled 'error' event — for idle clients and for checked-out ones alike (a
+ * checked-out client without a listener would crash the process); the query in progress fails instead,
+ * and the caller's retry handles it.
+ */
 export function createPool(databaseUrl: string, logger: Logger, options: { max?: number; applicationName?: string } = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
@@ -11,6 +16,9 @@ export function createPool(databaseUrl: string, logger: Logger, options: { max?:
     connectionTimeoutMillis: 10_000,
   });
   pool.on('error', (err) => logger.warn({ err }, `idle PostgreSQL connection failed: ${redact(err.message)}`));
+  pool.on('connect', (client) => {
+    client.on('error', (err) => logger.warn({ err }, `PostgreSQL connection failed: ${redact(err.message)}`));
+  });
   return pool;
 }
 

@@ -83,6 +83,8 @@ test('relay and projector backends terminated every ~2 s under load: 0 lost, 0 r
     });
     expect(report).toMatchObject({ committed: total + aggregates, ...ZERO });
     expect(terminated).toBeGreaterThan(rounds); // the terminations really hit our connections
+    // Neither process may die of it: a lost connection is an error to retry, not a crash.
+    expect({ relay: relay.exits(), projector: projector.exits() }).toEqual({ relay: 0, projector: 0 });
   } finally {
     await projector.stop();
     await relay.stop();
