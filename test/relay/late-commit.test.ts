@@ -1,10 +1,10 @@
-import pg from 'pg';
 import { createKafka } from '../../core/kafka';
 import { createLogger } from '../../core/logger';
 import { startRelay } from '../../relay';
 import { checkDelivery } from '../support/delivery-check';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { readTopics } from '../support/kafka';
+import { naivePoller } from '../support/naive-poller';
 import { INSERT_EVENT, relayConfig } from '../support/relay-env';
 
 // The known trap: a poller that reads `WHERE id > $last` loses a row whose transaction commits after
@@ -13,29 +13,6 @@ import { INSERT_EVENT, relayConfig } from '../support/relay-env';
 const db = useTestDatabase();
 const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn' });
 
-/** The naive design: remember the highest id seen, read above it. */
-function naivePoller(pool: pg.Pool): { stop(): Promise<void>; seen: Set<string> } {
-  const seen = new Set<string>();
-  let last = 0n;
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      const { rows } = await pool.query<{ id: string; event_id: string }>('SELECT id::text, event_id::text FROM outbox WHERE id > $1 ORDER BY id', [last.toString()]);
-      for (const r of rows) {
-        seen.add(r.event_id);
-        last = BigInt(r.id);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  })();
-  return {
-    seen,
-    async stop() {
-      running = false;
-      await loop;
-    },
-  };
-}
 
 test('an event whose transaction commits late is published; a naive id poller loses it; rolled-back events never appear', async () => {
   const topic = uniqueName('late');
