@@ -7,7 +7,7 @@ import type { Logger } from '../core/logger';
 import { createPool, isTransientPgError } from '../core/pg';
 import { Leadership } from './acquire-leadership';
 import { createBackoff, sleep } from '../core/backoff';
-import { claimBatch } from './claim-batch';
+import { analyzeQueue, claimBatch } from './claim-batch';
 import { cleanDelivered } from './clean-delivered';
 import { encodeBatch, type EventEncoderPort } from './encode-batch';
 import { TopicDirectory } from './ensure-topics';
@@ -73,6 +73,7 @@ export function runRelay(options: RelayOptions): RelayHandle {
   let topics: TopicDirectory | null = null;
   let unmarked: Delivery[] = [];
   let prepared = false;
+  let lastAnalyze = 0;
 
   async function waitForWork(ms: number): Promise<void> {
     if (notified || abort.signal.aborted) return;
@@ -121,7 +122,15 @@ export function runRelay(options: RelayOptions): RelayHandle {
 
   /** Claim the oldest pending events (except those in flight), encode them, park the poison. */
   async function prepare(db: pg.Pool, inFlight: string[]): Promise<Prepared> {
+    const claimStarted = Date.now();
     const batch = await at('claim', claimBatch(db, schema, settings.batchSize, inFlight));
+    const claimMs = Date.now() - claimStarted;
+    if (claimMs > 250 && batch.length === settings.batchSize && Date.now() - lastAnalyze > 60_000) {
+      // A full batch that was slow to claim: the queue probably grew faster than autovacuum analyzes it.
+      lastAnalyze = Date.now();
+      log.info({ claimMs }, 'slow claim of a full batch: refreshing the delivery queue statistics');
+      await at('claim', analyzeQueue(db, schema));
+    }
     if (batch.length === 0) return { claimed: 0, encoded: [] };
     const { encoded, poison } = await at('encode', encodeBatch(encoder, batch, settings));
     for (const p of poison) {
@@ -222,6 +231,10 @@ export function runRelay(options: RelayOptions): RelayHandle {
           wasLeader = true;
           observer?.leadership?.(true);
           log.info('became the active relay');
+          // A backlog may have built up while no relay ran: plan the claims with fresh statistics.
+          if (!pool) pool = createPool(config.databaseUrl, log, { max: 2, applicationName: 'kafka-outbox-relay' });
+          lastAnalyze = Date.now();
+          await at('claim', analyzeQueue(pool, schema));
           notified = true; // look for work straight away
         }
         if (!prepared) {

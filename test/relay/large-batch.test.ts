@@ -39,7 +39,7 @@ test('chunking keeps each partition under the limit and the original order', () 
   const events: EncodedEvent[] = Array.from({ length: 30 }, (_, i) => ({
     topic: 't',
     value: Buffer.alloc(100),
-    event: { id: String(i), eventId: `e${i}`, aggregateId: `a${i % 3}`, aggregateType: 'user', aggregateVersion: 1, eventType: 'X', schemaVersion: 1, payload: {}, actorId: 'a', traceId: 't', correlationId: null, causationId: null, traceparent: null, occurredAt: '2026-01-01T00:00:00.000000Z', hash: Buffer.alloc(32), prevHash: Buffer.alloc(32), attempts: 0 } satisfies PendingEvent,
+    event: { id: String(i), eventId: `e${i}`, aggregateId: `a${i % 3}`, aggregateType: 'user', aggregateVersion: 1, eventType: 'X', schemaVersion: 1, payload: {}, actorId: 'a', traceId: 't', correlationId: null, causationId: null, traceparent: null, occurredAt: '2026-01-01T00:00:00.000000Z', hash: Buffer.alloc(32), prevHash: Buffer.alloc(32) } satisfies PendingEvent,
   }));
   const messages = prepareMessages(events, () => 2);
   const perMessage = messages[0]!.bytes;
