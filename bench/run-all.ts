@@ -124,7 +124,7 @@ async function main(): Promise<void> {
   results.relay = JSON.parse(readFileSync(relayFile, 'utf8')) as RelayFigures;
 
   // 2. projector: snapshot load, rebuild throughput (and produce → read model latency).
-  const projectorOut = await runScript('bench/projector-bench.ts', ['--rebuild-events', String(REBUILD_EVENTS), '--rate', String(quick ? 1000 : 2000), '--seconds', String(quick ? 3 : 10)]);
+  const projectorOut = await runScript('bench/projector-bench.ts', ['--rebuild-events', String(REBUILD_EVENTS), '--rate', String(quick ? 1000 : RATE), '--seconds', String(quick ? 3 : 10)]);
   results.projector = jsonLines(projectorOut) as ProjectorFigures;
 
   // 3. append throughput.
