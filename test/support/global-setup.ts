@@ -32,8 +32,22 @@ export default async function globalSetup(): Promise<void> {
       await c.end();
       await admin.query(`ALTER DATABASE "${template}" WITH IS_TEMPLATE true`);
     }
+    await dropStaleTemplates(admin, template);
   } finally {
     await admin.end();
+  }
+}
+
+/** Templates built from older migrations are of no further use: drop them (skipping any still in use). */
+async function dropStaleTemplates(admin: pg.Client, current: string): Promise<void> {
+  const { rows } = await admin.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'outbox\\_tpl\\_%' AND datname <> $1", [current]);
+  for (const { datname } of rows) {
+    try {
+      await admin.query(`ALTER DATABASE "${datname}" WITH IS_TEMPLATE false`);
+      await admin.query(`DROP DATABASE "${datname}"`);
+    } catch {
+      // in use by a concurrent run: leave it
+    }
   }
 }
 
