@@ -15,22 +15,11 @@ import { loadConfig } from '../core/config';
 import { createLogger } from '../core/logger';
 import { migrate } from '../infra/migrate';
 import { appendEvents, verifyChain, withTransaction, type NewEvent } from '../writer';
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : def;
-  return Number.isFinite(v) && v > 0 ? v : def;
-}
+import { arg, withDatabase, percentile } from './support';
 
 const SECONDS = arg('seconds', 10);
 const CONNECTIONS = arg('connections', 4);
 const AGGREGATES = arg('aggregates', 1000);
-
-function withDatabase(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
 
 function event(i: number, worker: number): NewEvent {
   return {
@@ -61,11 +50,6 @@ interface Outcome {
   txPerSecond: number;
   p50TxMs: number;
   p99TxMs: number;
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
 async function run(pool: pg.Pool, s: Scenario): Promise<Outcome> {

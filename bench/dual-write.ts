@@ -20,7 +20,7 @@ import { checkDelivery } from '../test/support/delivery-check';
 import { readTopics } from '../test/support/kafka';
 import { killHard, spawnTs, type Child } from '../test/support/processes';
 import { appendEvents } from '../writer';
-import { benchDatabase, machine, percentile, table, writeResult } from './support';
+import { benchDatabase, machine, percentile, table, writeResult, arg } from './support';
 
 export type WriterMode = 'dual-write' | 'outbox';
 
@@ -246,12 +246,6 @@ async function worker(mode: WriterMode): Promise<void> {
     concurrency: Number(env.DW_CONCURRENCY ?? 8),
     ratePerSec: Number(env.DW_RATE ?? 400),
   });
-}
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : def;
-  return Number.isFinite(v) && v > 0 ? v : def;
 }
 
 /** The standalone bench: crash comparison + crash-free throughput, one table, JSON in bench/results/. */

@@ -15,12 +15,7 @@ import { createLogger } from '../core/logger';
 import { loadCatalog } from '../schemas/catalog';
 import { createEventDecoder } from '../schemas/decode-event';
 import { createEventEncoder, type OutboxEventForEncoding } from '../schemas/encode-event';
-
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : def;
-  return Number.isFinite(v) && v > 0 ? v : def;
-}
+import { arg } from './support';
 
 async function main(): Promise<void> {
   const seconds = arg('seconds', 5);

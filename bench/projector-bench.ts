@@ -18,6 +18,7 @@ import { loadCatalog } from '../schemas/catalog';
 import { createEventEncoder } from '../schemas/encode-event';
 import { canonicalJsonb, computeHash, ZERO_HASH } from '../writer/canonical';
 import type { OutboxEventForEncoding } from '../schemas/encode-event';
+import { percentile } from './support';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,10 +37,6 @@ function userEvent(id: string, at: Date): OutboxEventForEncoding & { payload: Re
   const hash = computeHash(head.h, { ...e, payload: canonicalJsonb(e.payload) });
   heads.set(id, { v, h: hash });
   return { ...e, hash };
-}
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
 async function main(): Promise<void> {
@@ -101,7 +98,7 @@ async function main(): Promise<void> {
         t.push(Number(process.hrtime.bigint() - s) / 1e6);
       }
       t.sort((a, b) => a - b);
-      return { p50: +pct(t, 50).toFixed(2), min: +t[0]!.toFixed(2) };
+      return { p50: +percentile(t, 50).toFixed(2), min: +t[0]!.toFixed(2) };
     };
     const snap = await loadAggregate(pool, 'user', 'big');
     const full = await loadAggregate(pool, 'user', 'big', { useSnapshots: false });

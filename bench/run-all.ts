@@ -17,14 +17,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { loadConfig, readEnvironment } from '../core/config';
 import { run as runDualWrite, type LossFigures } from './dual-write';
-import { table, writeResult } from './support';
+import { table, writeResult, arg } from './support';
 
 const quick = process.argv.includes('--quick');
-function arg(name: string, def: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : def;
-  return Number.isFinite(v) && v > 0 ? v : def;
-}
 const BACKLOG = arg('backlog', quick ? 20_000 : 200_000);
 const NAIVE_BACKLOG = arg('naive-backlog', quick ? 500 : 2_000);
 const RATE = arg('rate', 5_000);
