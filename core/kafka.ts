@@ -26,6 +26,9 @@ export function createKafka(settings: KafkaSettings, logger: Logger, clientIdSuf
       // kafka-outbox bounds each send's retries on purpose and retries whole batches itself
       // (at-least-once, duplicates carry the same event_id): this warning is expected.
       if (/Limiting retries for the idempotent producer/.test(message)) log.debug(fields, message);
+      // One error response from a broker ("Response InitProducerId ...: the coordinator is loading"):
+      // kafkajs retries it, and what finally fails reaches our code, which logs it at the right level.
+      else if (entry.namespace === 'Connection' && /^Response /.test(message)) log.warn(fields, message);
       else if (entry.level <= KafkaLogLevel.ERROR) log.error(fields, message);
       else if (entry.level === KafkaLogLevel.WARN) log.warn(fields, message);
       else log.debug(fields, message);
