@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local stack for kafka-outbox: Apache Kafka (KRaft, one node), Apicurio Registry (Confluent-compatible
-# API, PostgreSQL storage) and the machine's PostgreSQL. Everything it writes lives under .stack/.
+# Local stack for kafka-outbox: Apache Kafka (KRaft: one combined node, or STACK_BROKERS brokers beside a
+# controller), Apicurio Registry (Confluent-compatible API, PostgreSQL storage) and the machine's
+# PostgreSQL. Everything it writes lives under .stack/.
 #
 #   infra/stack.sh up       start what is not running (idempotent), wait for health, write .stack/env
 #   infra/stack.sh down     stop every server this script started
@@ -11,7 +12,12 @@
 # PGHOST (127.0.0.1), PGPORT (5432), PGUSER (postgres), OUTBOX_DB (outbox), REGISTRY_DB (apicurio_registry),
 # KAFKA_VERSION (from infra/kafka/pom.xml), APICURIO_VERSION (3.3.3), STACK_TIMEOUT seconds (120),
 # REGISTRY_JAVA_HOME (a JDK >= 21; Apicurio 3 is compiled for Java 21), KAFKA_JAVA_HOME (a JDK >= 17),
-# STACK_DIR (.stack: data, logs, pids), STACK_DIST (where downloaded servers are unpacked; STACK_DIR).
+# STACK_DIR (.stack: data, logs, pids), STACK_DIST (where downloaded servers are unpacked; STACK_DIR),
+# STACK_BROKERS (1): with N > 1, a KRaft controller on KAFKA_CONTROLLER_PORT and N brokers, broker i on
+# KAFKA_PORT + 100*(i-1) (9092, 9192, 9292), each with a capped heap (KAFKA_BROKER_HEAP, -Xmx512m), and
+# the cluster's defaults for internal topics at replication factor min(3, N), min.insync.replicas RF-1.
+# STACK_REGISTRY_URL: use that (running) registry instead of starting one (e.g. a private stack whose
+# faults are all on the Kafka side borrows the main stack's registry: one JVM less to start and feed).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +36,12 @@ REGISTRY_DB="${REGISTRY_DB:-apicurio_registry}"
 APICURIO_VERSION="${APICURIO_VERSION:-3.3.3}"
 STACK_TIMEOUT="${STACK_TIMEOUT:-120}"
 KAFKA_CLUSTER_ID="${KAFKA_CLUSTER_ID:-a2Fma2Etb3V0Ym94LWxvYw}"
+STACK_BROKERS="${STACK_BROKERS:-1}"
+case "$STACK_BROKERS" in [1-9]) ;; *) echo "[stack] ERROR: STACK_BROKERS must be a whole number from 1 to 9, got '$STACK_BROKERS'" >&2; exit 2 ;; esac
+broker_port() { echo $((KAFKA_PORT + 100 * ($1 - 1))); }
+# Replication of the cluster's internal topics: min(3, brokers); min.insync.replicas one less (at least 1).
+KAFKA_RF=$(( STACK_BROKERS < 3 ? STACK_BROKERS : 3 ))
+KAFKA_MIN_ISR=$(( KAFKA_RF > 1 ? KAFKA_RF - 1 : 1 ))
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -166,6 +178,115 @@ EOF
   log "kafka up (pid $pid)"
 }
 
+# --- Kafka with several brokers (STACK_BROKERS > 1): one KRaft controller and N brokers -----------------
+kafka_node_props() { # $1 node name (controller | broker-<i>), $2 port (brokers), $3 node id
+  local name="$1" port="${2:-}" id="$3" dir="$STACK/kafka-$1"
+  mkdir -p "$dir/data"
+  if [ "$name" = controller ]; then
+    cat >"$dir/server.properties" <<EOF
+process.roles=controller
+node.id=$id
+controller.quorum.voters=$id@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+EOF
+  else
+    cat >"$dir/server.properties" <<EOF
+process.roles=broker
+node.id=$id
+controller.quorum.voters=1000@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=$KAFKA_RF
+min.insync.replicas=$KAFKA_MIN_ISR
+offsets.topic.replication.factor=$KAFKA_RF
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=$KAFKA_RF
+transaction.state.log.min.isr=$KAFKA_MIN_ISR
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=$KAFKA_RF
+share.coordinator.state.topic.min.isr=$KAFKA_MIN_ISR
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+delete.topic.enable=true
+replica.lag.time.max.ms=10000
+EOF
+  fi
+  echo "$dir"
+}
+kafka_format() { # $1 node dir, $2 java, $3 libs: format the node's storage (a short-lived JVM: C1 only starts faster)
+  "$2" -XX:TieredStopAtLevel=1 -cp "$3/*" -Dlog4j2.configurationFile="$ROOT/infra/kafka/log4j2.properties" kafka.tools.StorageTool format \
+    -t "$KAFKA_CLUSTER_ID" -c "$1/server.properties" >"$1/format.log" 2>&1
+}
+kafka_node_up() { # $1 node name, $2 port (empty for the controller), $3 node id, $4 java, $5 libs
+  local name="$1" port="$2" id="$3" java="$4" libs="$5" pid dir
+  dir="$(kafka_node_props "$name" "$port" "$id")"
+  if pid="$(running_pid "kafka-$name")"; then log "kafka $name already running (pid $pid)"; return 0; fi
+  local probe="${port:-$KAFKA_CONTROLLER_PORT}"
+  port_open "$probe" && die "port $probe is taken by a process this stack did not start (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    kafka_format "$dir" "$java" "$libs" || { show_log_tail "$dir/format.log"; die "formatting Kafka storage of $name failed"; }
+  fi
+  touch "$dir/server.log"
+  local heap="${KAFKA_BROKER_HEAP:--Xms128m -Xmx512m}"
+  [ "$name" = controller ] && heap="${KAFKA_CONTROLLER_HEAP:--Xms64m -Xmx256m}"
+  # shellcheck disable=SC2086
+  nohup "$java" $heap -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$ROOT/infra/kafka/log4j2.properties" -Dkafka.logs.dir="$dir" \
+    -cp "$libs/*" kafka.Kafka "$dir/server.properties" >>"$dir/server.log" 2>&1 &
+  pid=$!; echo "$pid" >"$(pidfile "kafka-$name")"
+  log "kafka $name starting (pid $pid${port:+, 127.0.0.1:$port})"
+}
+broker_started() { # $1 broker index, $2 first log line of this start
+  port_open "$(broker_port "$1")" || return 1
+  [ "$2" -eq 0 ] && return 0
+  tail -n +"$2" "$STACK/kafka-broker-$1/server.log" | grep -q "Kafka Server started"
+}
+kafka_broker_list() {
+  local i out=""
+  for i in $(seq 1 "$STACK_BROKERS"); do out="${out:+$out,}127.0.0.1:$(broker_port "$i")"; done
+  echo "$out"
+}
+kafka_cluster_up() {
+  local java libs i
+  java="$(find_java 17 "${KAFKA_JAVA_HOME:-}")" || die "Kafka needs Java >= 17 (set KAFKA_JAVA_HOME)"
+  libs="$(kafka_install)"
+  mkdir -p "$STACK/run"
+  # A fresh cluster: format every node's storage at once (one JVM each; on a busy machine, one after
+  # the other took minutes).
+  local dirs=() pids=() n name dir
+  for n in controller $(seq 1 "$STACK_BROKERS"); do
+    if [ "$n" = controller ]; then name=controller; dir="$(kafka_node_props controller "" 1000)"; else name="broker-$n"; dir="$(kafka_node_props "$name" "$(broker_port "$n")" "$n")"; fi
+    running_pid "kafka-$name" >/dev/null && continue
+    [ -f "$dir/data/meta.properties" ] && continue
+    kafka_format "$dir" "$java" "$libs" & pids+=($!); dirs+=("$dir")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { show_log_tail "${dirs[$i]}/format.log"; die "formatting Kafka storage in ${dirs[$i]} failed"; }
+  done
+  kafka_node_up controller "" 1000 "$java" "$libs"
+  wait_for "kafka controller" "$STACK/kafka-controller/server.log" "$(cat "$(pidfile kafka-controller)")" port_open "$KAFKA_CONTROLLER_PORT"
+  local from=()
+  for i in $(seq 1 "$STACK_BROKERS"); do
+    touch "$STACK/kafka-broker-$i/server.log" 2>/dev/null || true
+    from[$i]=$(( $( (wc -l <"$STACK/kafka-broker-$i/server.log") 2>/dev/null || echo 0) + 1 ))
+    running_pid "kafka-broker-$i" >/dev/null && from[$i]=0 # already running: its port is enough
+    kafka_node_up "broker-$i" "$(broker_port "$i")" "$i" "$java" "$libs"
+  done
+  for i in $(seq 1 "$STACK_BROKERS"); do
+    wait_for "kafka broker-$i" "$STACK/kafka-broker-$i/server.log" "$(cat "$(pidfile "kafka-broker-$i")")" \
+      broker_started "$i" "${from[$i]}"
+  done
+  log "kafka up: $STACK_BROKERS brokers ($(kafka_broker_list)), controller 127.0.0.1:$KAFKA_CONTROLLER_PORT"
+}
+
 # --- Apicurio Registry --------------------------------------------------------------------------------
 registry_install() {
   local dir="$DIST/apicurio/apicurio-registry-$APICURIO_VERSION"
@@ -182,9 +303,13 @@ registry_install() {
   fi
   echo "$dir"
 }
-registry_url() { echo "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"; }
+registry_url() { echo "${STACK_REGISTRY_URL:-http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7}"; }
 registry_healthy() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$(registry_url)/subjects")" = "200" ]; }
 registry_up() {
+  if [ -n "${STACK_REGISTRY_URL:-}" ]; then
+    registry_healthy || die "the registry at STACK_REGISTRY_URL=$STACK_REGISTRY_URL does not answer"
+    log "registry: using $STACK_REGISTRY_URL (not started by this stack)"; return 0
+  fi
   local pid
   if pid="$(running_pid registry)"; then
     registry_healthy || wait_for registry "$STACK/apicurio/registry.log" "$pid" registry_healthy
@@ -214,7 +339,7 @@ registry_up() {
 write_env() {
   cat >"$STACK/env" <<EOF
 DATABASE_URL=postgres://$PGUSER@$PGHOST:$PGPORT/$OUTBOX_DB
-KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+KAFKA_BROKERS=$(if [ "$STACK_BROKERS" -gt 1 ]; then kafka_broker_list; else echo "127.0.0.1:$KAFKA_PORT"; fi)
 SCHEMA_REGISTRY_URL=$(registry_url)
 EOF
   log "wrote $STACK/env"
@@ -234,7 +359,7 @@ cmd_up() {
   mkdir -p "$STACK/run" "$STACK/kafka" "$STACK/apicurio"
   local t0=$SECONDS
   pg_up
-  kafka_up
+  if [ "$STACK_BROKERS" -gt 1 ]; then kafka_cluster_up; else kafka_up; fi
   registry_up
   write_env
   log "stack ready in $((SECONDS - t0))s"
@@ -242,18 +367,32 @@ cmd_up() {
 
 cmd_down() {
   stop_one registry
+  local f
+  for f in "$STACK"/run/kafka-broker-*.pid; do [ -e "$f" ] && stop_one "$(basename "$f" .pid)"; done
+  stop_one kafka-controller
   stop_one kafka
   # Anything else of ours (a server started by an older pid file) must not survive 'down'.
-  local stray; stray="$( (pgrep -f -- "$STACK/kafka/server.properties"; pgrep -f -- "-Dstack.dir=$STACK -jar") || true)"
+  local stray; stray="$( (pgrep -f -- "$STACK/kafka[^ ]*/server.properties"; pgrep -f -- "-Dstack.dir=$STACK -jar") || true)"
   if [ -n "$stray" ]; then log "stopping stray processes: $(echo $stray)"; kill -KILL $stray 2>/dev/null || true; fi
   log "stack stopped (PostgreSQL is the machine's and keeps running)"
 }
 
+rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+
 cmd_status() {
   local pid rc=0
   if pg_isready -h "$PGHOST" -p "$PGPORT" -q; then log "postgres  up    $PGHOST:$PGPORT"; else log "postgres  DOWN  $PGHOST:$PGPORT"; rc=1; fi
-  if pid="$(running_pid kafka)" && kafka_healthy; then log "kafka     up    127.0.0.1:$KAFKA_PORT (pid $pid)"; else log "kafka     DOWN  127.0.0.1:$KAFKA_PORT"; rc=1; fi
-  if pid="$(running_pid registry)" && registry_healthy; then log "registry  up    $(registry_url) (pid $pid)"; else log "registry  DOWN  $(registry_url)"; rc=1; fi
+  if [ "$STACK_BROKERS" -gt 1 ]; then
+    local i port
+    if pid="$(running_pid kafka-controller)" && port_open "$KAFKA_CONTROLLER_PORT"; then log "kafka controller up   127.0.0.1:$KAFKA_CONTROLLER_PORT (pid $pid, RSS $(rss_mib "$pid") MiB)"; else log "kafka controller DOWN 127.0.0.1:$KAFKA_CONTROLLER_PORT"; rc=1; fi
+    for i in $(seq 1 "$STACK_BROKERS"); do
+      port="$(broker_port "$i")"
+      if pid="$(running_pid "kafka-broker-$i")" && port_open "$port"; then log "kafka broker-$i    up   127.0.0.1:$port (pid $pid, RSS $(rss_mib "$pid") MiB)"; else log "kafka broker-$i    DOWN 127.0.0.1:$port"; rc=1; fi
+    done
+  elif pid="$(running_pid kafka)" && kafka_healthy; then log "kafka     up    127.0.0.1:$KAFKA_PORT (pid $pid)"; else log "kafka     DOWN  127.0.0.1:$KAFKA_PORT"; rc=1; fi
+  if [ -n "${STACK_REGISTRY_URL:-}" ]; then
+    if registry_healthy; then log "registry  up    $(registry_url) (external)"; else log "registry  DOWN  $(registry_url) (external)"; rc=1; fi
+  elif pid="$(running_pid registry)" && registry_healthy; then log "registry  up    $(registry_url) (pid $pid)"; else log "registry  DOWN  $(registry_url)"; rc=1; fi
   return $rc
 }
 

@@ -1,8 +1,8 @@
--- kafka-outbox write path (issue 3): the permanent, append-only event history, the per-aggregate heads
+-- kafka-outbox write path: the permanent, append-only event history, the per-aggregate heads
 -- (version + hash chain), the relay's delivery bookkeeping, and the least-privilege application role.
 --
 -- Rendered by infra/migrate.ts: :schema = quoted target schema, :app_role = quoted application role.
--- Runs with search_path = :schema, public. Requires PostgreSQL 13+ (gen_random_uuid, xid8) and a UTF8
+-- Runs with search_path = pg_catalog, :schema. Requires PostgreSQL 13+ (gen_random_uuid, xid8) and a UTF8
 -- database (the hash chain hashes UTF-8 bytes). The contract is documented in README.md
 -- ("Writing events") and docs/hash-chain.md.
 
@@ -15,15 +15,9 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------------
--- The application role: NOLOGIN group role that may only INSERT and SELECT the history. Roles are
--- cluster-global, so two databases migrating at once may race to create it: both outcomes are fine.
-DO $$
-BEGIN
-  CREATE ROLE :app_role NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-  NULL; -- already there (created earlier, or concurrently by a migration of another database)
-END
-$$;
+-- The application role (:app_role), a NOLOGIN group role that may only INSERT and SELECT the history,
+-- is created by infra/migrate.ts before any migration runs, and only when it is missing: a migrating
+-- user without CREATEROLE can use a role created beforehand.
 
 -- ---------------------------------------------------------------------------------------------------
 -- Tables

@@ -1,17 +1,18 @@
--- kafka-outbox projector (issue 5): checkpoints, generations of projection tables, dead letters and
--- aggregate snapshots. The projection-owned tables themselves (audit_log, users, ...) are created by the
--- projector in one PostgreSQL schema per generation (prj_<projection>_g<N>) and exposed under their
--- plain name as a view in :schema; a rebuild fills a new generation and swaps the view atomically.
+-- kafka-outbox projector: checkpoints, generations of projection tables, dead letters and aggregate
+-- snapshots, in the projector's own schema (:projector_schema, apart from the history in :schema). The
+-- projection-owned tables themselves (audit_log, users, ...) are created by the projector in one
+-- PostgreSQL schema per generation (<projector schema>_prj_<projection>_g<N>) and exposed under their
+-- plain name as a view in :projector_schema; a rebuild fills a new generation and swaps the view atomically.
 
--- Which generation of a projection is live (what the views in :schema point to).
-CREATE TABLE :schema.projector_projections (
+-- Which generation of a projection is live (what the views in :projector_schema point to).
+CREATE TABLE :projector_schema.projector_projections (
   projection      text        PRIMARY KEY,
   live_generation integer     NOT NULL,
   updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
 -- Every generation ever created: live, building (a rebuild in progress) or retired (swapped out, dropped).
-CREATE TABLE :schema.projector_generations (
+CREATE TABLE :projector_schema.projector_generations (
   projection  text        NOT NULL,
   generation  integer     NOT NULL,
   pg_schema   text        NOT NULL,
@@ -23,7 +24,7 @@ CREATE TABLE :schema.projector_generations (
 
 -- The checkpoint, the truth about what a generation has applied: the last applied offset of each
 -- partition, written in the same transaction as the handlers' effects.
-CREATE TABLE :schema.projector_offsets (
+CREATE TABLE :projector_schema.projector_offsets (
   projection  text        NOT NULL,
   generation  integer     NOT NULL,
   topic       text        NOT NULL,
@@ -34,7 +35,7 @@ CREATE TABLE :schema.projector_offsets (
 );
 
 -- event_ids a generation has applied (a re-published event at a new offset is skipped).
-CREATE TABLE :schema.projector_seen_events (
+CREATE TABLE :projector_schema.projector_seen_events (
   projection text    NOT NULL,
   generation integer NOT NULL,
   event_id   text    NOT NULL,
@@ -43,7 +44,7 @@ CREATE TABLE :schema.projector_seen_events (
 
 -- Every message sent to a dead-letter topic. Decode failures are shared by all projections of a topic
 -- (projection = ''), handler rejections are per projection: the key makes each land in the DLQ once.
-CREATE TABLE :schema.projector_dead_letters (
+CREATE TABLE :projector_schema.projector_dead_letters (
   topic         text        NOT NULL,
   partition     integer     NOT NULL,
   "offset"      bigint      NOT NULL,
@@ -57,7 +58,7 @@ CREATE TABLE :schema.projector_dead_letters (
 );
 
 -- Aggregate snapshots: the state of an aggregate after `aggregate_version`, by reducer version.
-CREATE TABLE :schema.projector_snapshots (
+CREATE TABLE :projector_schema.projector_snapshots (
   aggregate_type    text        NOT NULL,
   aggregate_id      text        NOT NULL,
   aggregate_version bigint      NOT NULL,
