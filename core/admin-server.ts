@@ -1,10 +1,12 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Admin } from 'kafkajs';
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { KafkaSettings, RegistrySettings } from './config';
 import { errorMessage, OutboxError } from './errors';
 import { createKafka } from './kafka';
+import type { LivenessStatus } from './lifecycle';
 import { silentLogger, type Logger } from './logger';
 import { redact } from './redact';
 import { registryRequest } from './registry';
@@ -12,9 +14,13 @@ import { registryRequest } from './registry';
 /**
  * The admin HTTP port of a long-running component (relay, projector):
  *   GET /metrics  Prometheus text format of `registry`
- *   GET /healthz  200 while the process is alive and its event loop answers
+ *   GET /healthz  liveness: 200 while the event loop answers and (with `liveness`) the component's main
+ *                 loop went round within its timeout, else 503 saying how long it has been stuck
  *   GET /readyz   200 when every readiness check passes, else 503 with JSON naming the failing checks
  */
+/** Admin ports used when OUTBOX_ADMIN_PORT is not set (the admin server is on by default). */
+export const DEFAULT_ADMIN_PORTS = { relay: 9464, projector: 9465 } as const;
+
 export interface CheckResult {
   ok: boolean;
   error?: string;
@@ -27,7 +33,8 @@ export interface Readiness {
   checks: Record<string, CheckResult>;
 }
 
-export type ReadinessFn = () => Promise<Readiness>;
+/** The readiness probes; `close` (if any) releases what they keep open, such as a Kafka admin client. */
+export type ReadinessFn = (() => Promise<Readiness>) & { close?(): Promise<void> };
 
 export interface AdminServerOptions {
   port: number;
@@ -35,6 +42,8 @@ export interface AdminServerOptions {
   host?: string;
   registry: Registry;
   readiness: ReadinessFn;
+  /** The component's main-loop liveness (core/lifecycle.ts createLiveness); without it /healthz checks only that the process answers. */
+  liveness?: { check(): LivenessStatus };
   logger: Logger;
 }
 
@@ -66,8 +75,18 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         const text = await options.registry.metrics();
         return send(res, 200, options.registry.contentType, text);
       }
-      case '/healthz':
-        return sendJson(res, 200, { status: 'ok' });
+      case '/healthz': {
+        const live = options.liveness?.check();
+        if (!live) return sendJson(res, 200, { status: 'ok' });
+        const body = { sinceProgressSeconds: Math.round(live.sinceProgressMs / 100) / 10, timeoutSeconds: live.timeoutMs / 1000 };
+        if (live.ok) return sendJson(res, 200, { status: 'ok', ...body });
+        log.warn(body, `liveness failing: the main loop has not gone round for ${body.sinceProgressSeconds}s (timeout ${body.timeoutSeconds}s)`);
+        return sendJson(res, 503, {
+          status: 'stuck',
+          error: `the main loop has not made progress for ${body.sinceProgressSeconds}s (OUTBOX_LIVENESS_TIMEOUT ${body.timeoutSeconds}s)`,
+          ...body,
+        });
+      }
       case '/readyz': {
         let result: Readiness;
         try {
@@ -75,7 +94,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         } catch (err) {
           result = { ok: false, checks: { readiness: { ok: false, error: errorMessage(err) } } };
         }
-        const failing = Object.entries(result.checks).filter(([, c]) => !c.ok).map(([name]) => name);
+        const failing = Object.entries(result.checks)
+          .filter(([, c]) => !c.ok)
+          .map(([name]) => name);
         const ok = result.ok && failing.length === 0;
         if (!ok) log.debug({ failing }, 'not ready');
         return sendJson(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not ready', ...(ok ? {} : { failing }), checks: result.checks });
@@ -106,11 +127,13 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   log.info({ port, host }, `admin server on http://${host.includes(':') ? `[${host}]` : host}:${port} (/metrics, /healthz, /readyz)`);
   return {
     port,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+      await options.readiness.close?.().catch(() => undefined);
+    },
   };
 }
 
@@ -154,7 +177,7 @@ export function describeError(err: unknown): string {
 export interface ReadinessChecksOptions {
   /** PostgreSQL: `SELECT 1` on a pooled connection. */
   pool?: Pick<pg.Pool, 'query'>;
-  /** Kafka: a short-lived admin client (no retries) connects and describes the cluster. */
+  /** Kafka: one admin client, connected on the first probe and kept, describes the cluster (a Metadata request). */
   kafka?: KafkaSettings;
   /** Schema registry: GET /subjects answers 200. */
   registry?: RegistrySettings;
@@ -172,15 +195,16 @@ export function readinessChecks(options: ReadinessChecksOptions): ReadinessFn {
     const pool = options.pool;
     probes.postgres = () => pool.query('SELECT 1');
   }
-  if (options.kafka) probes.kafka = () => probeKafka(options.kafka!, timeoutMs, options.logger ?? silentLogger());
+  const kafka = options.kafka ? kafkaProbe(options.kafka, timeoutMs, options.logger ?? silentLogger()) : undefined;
+  if (kafka) probes.kafka = () => kafka.probe();
   if (options.registry) {
     const registry = options.registry;
     probes.registry = async () => {
-      const res = await registryRequest(registry, 'GET', '/subjects', undefined, { timeoutMs });
+      const res = await registryRequest(registry, { method: 'GET', path: '/subjects', timeoutMs });
       if (res.status !== 200) throw new Error(`GET /subjects answered HTTP ${res.status}`);
     };
   }
-  return async () => {
+  const readiness: ReadinessFn = async () => {
     const names = Object.keys(probes);
     const results = await Promise.all(names.map((name) => runCheck(probes[name]!, timeoutMs)));
     const checks: Record<string, CheckResult> = {};
@@ -188,6 +212,83 @@ export function readinessChecks(options: ReadinessChecksOptions): ReadinessFn {
       checks[name] = results[i]!;
     });
     return { ok: results.every((r) => r.ok), checks };
+  };
+  if (kafka) readiness.close = () => kafka.close();
+  return readiness;
+}
+
+export interface KafkaProbe {
+  /** Describe the cluster through the kept admin client; returns the broker count. */
+  probe(): Promise<number>;
+  /** Disconnect the admin client; later probes fail. */
+  close(): Promise<void>;
+}
+
+/**
+ * A Kafka readiness probe that keeps one admin client (no retries) connected between probes, so that a
+ * probe every few seconds costs one Metadata request instead of a new client, connection and handshake.
+ * When a probe fails on the kept client (the broker restarted, an idle connection was closed), it drops
+ * the client and tries once more with a fresh one before reporting the failure.
+ */
+export function kafkaProbe(settings: KafkaSettings, timeoutMs: number, logger: Logger): KafkaProbe {
+  const kafka = createKafka(
+    { ...settings, connectionTimeoutMs: Math.min(settings.connectionTimeoutMs, timeoutMs), requestTimeoutMs: Math.min(settings.requestTimeoutMs, timeoutMs) },
+    logger,
+    'probe',
+    { retries: 0 },
+  );
+  let kept: Admin | undefined;
+  let connecting: Promise<Admin> | undefined;
+  let closed = false;
+  const drop = async (admin: Admin): Promise<void> => {
+    if (kept === admin) kept = undefined;
+    await admin.disconnect().catch(() => undefined);
+  };
+  const connect = (): Promise<Admin> => {
+    connecting ??= (async () => {
+      const admin = kafka.admin({ retry: { retries: 0 } });
+      try {
+        await admin.connect();
+      } catch (err) {
+        await admin.disconnect().catch(() => undefined);
+        throw err;
+      }
+      if (closed) {
+        await admin.disconnect().catch(() => undefined);
+        throw new OutboxError('SHUTDOWN', 'the Kafka probe is closed');
+      }
+      kept = admin;
+      return admin;
+    })().finally(() => {
+      connecting = undefined;
+    });
+    return connecting;
+  };
+  const describe = async (admin: Admin): Promise<number> => (await admin.describeCluster()).brokers.length;
+  return {
+    async probe() {
+      if (closed) throw new OutboxError('SHUTDOWN', 'the Kafka probe is closed');
+      const existing = kept;
+      if (existing) {
+        try {
+          return await describe(existing);
+        } catch {
+          await drop(existing);
+        }
+      }
+      const admin = await connect();
+      try {
+        return await describe(admin);
+      } catch (err) {
+        await drop(admin);
+        throw err;
+      }
+    },
+    async close() {
+      closed = true;
+      const admin = kept ?? (await connecting?.catch(() => undefined));
+      if (admin) await drop(admin);
+    },
   };
 }
 

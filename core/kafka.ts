@@ -22,16 +22,35 @@ export function createKafka(settings: KafkaSettings, logger: Logger, clientIdSuf
     logLevel: KafkaLogLevel.WARN,
     logCreator: () => (entry: LogEntry) => {
       const { message, ...rest } = entry.log;
-      const fields = { namespace: entry.namespace, ...rest };
-      // kafka-outbox bounds each send's retries on purpose and retries whole batches itself
-      // (at-least-once, duplicates carry the same event_id): this warning is expected.
-      if (/Limiting retries for the idempotent producer/.test(message)) log.debug(fields, message);
-      // One error response from a broker ("Response InitProducerId ...: the coordinator is loading"):
-      // kafkajs retries it, and what finally fails reaches our code, which logs it at the right level.
-      else if (entry.namespace === 'Connection' && /^Response /.test(message)) log.warn(fields, message);
-      else if (entry.level <= KafkaLogLevel.ERROR) log.error(fields, message);
-      else if (entry.level === KafkaLogLevel.WARN) log.warn(fields, message);
-      else log.debug(fields, message);
+      log[kafkaLogLevel(entry)]({ namespace: entry.namespace, ...rest }, message);
     },
   });
+}
+
+/** Broker answers kafkajs retries by itself that are part of a healthy cluster's life: a group or transaction coordinator starting up or moving. */
+const ROUTINE_RESPONSE_ERRORS = /coordinator is loading|coordinator is not available|not the correct coordinator/i;
+
+/**
+ * The pino level of a kafkajs log entry. kafka-outbox bounds each send's retries on purpose and retries
+ * whole batches itself, and what finally fails reaches our code, which logs it at the right level; so
+ * kafkajs's own retried steps are not warnings when they are routine.
+ */
+export function kafkaLogLevel(entry: Pick<LogEntry, 'namespace' | 'level' | 'log'>): 'debug' | 'info' | 'warn' | 'error' {
+  const { message, error } = entry.log as { message: string; error?: unknown };
+  const errorText = String(error ?? '');
+  // At-least-once by design (duplicates carry the same event_id): this warning is expected.
+  if (/Limiting retries for the idempotent producer/.test(message)) return 'debug';
+  // A transaction's first request right after the previous commit, while the coordinator still writes
+  // that commit's markers (CONCURRENT_TRANSACTIONS): retried within milliseconds, expected.
+  if (/concurrent operation on the same transaction/.test(message) || /concurrent operation on the same transaction/.test(errorText)) return 'debug';
+  if (entry.namespace === 'Connection' && /^Response /.test(message)) {
+    // A coordinator loading or moving (the first transaction or group on a fresh cluster, a broker
+    // restart): kafkajs retries, and it is worth a line but not a warning.
+    if (ROUTINE_RESPONSE_ERRORS.test(errorText)) return 'info';
+    // Any other error response from a broker: kafkajs retries it; a warning in case it keeps coming.
+    return 'warn';
+  }
+  if (entry.level <= KafkaLogLevel.ERROR) return 'error';
+  if (entry.level === KafkaLogLevel.WARN) return 'warn';
+  return 'debug';
 }

@@ -36,3 +36,37 @@ export function trackRunning(kind: string, id: string): () => void {
 export function runningComponents(): RunningComponent[] {
   return [...store().values()];
 }
+
+/** What /healthz reports about a component's main loop. */
+export interface LivenessStatus {
+  ok: boolean;
+  /** Milliseconds since the loop last went round (or since tracking began, before the first round). */
+  sinceProgressMs: number;
+  timeoutMs: number;
+}
+
+/**
+ * Liveness of a long-running component: its main loop calls `beat()` each time it goes round (the relay
+ * through its observer's `heartbeat`, the projector on every fetch and consumer heartbeat). `check()` is
+ * not ok once no beat came for `timeoutMs`: the loop is stuck (a call that never returns, a deadlock),
+ * which a restart cures. A dependency being down is not a liveness failure: the loops keep going round
+ * while they retry (that is readiness).
+ */
+export interface Liveness {
+  beat(): void;
+  check(): LivenessStatus;
+}
+
+export function createLiveness(options: { timeoutMs: number; now?: () => number }): Liveness {
+  const now = options.now ?? Date.now;
+  let last = now();
+  return {
+    beat() {
+      last = now();
+    },
+    check() {
+      const sinceProgressMs = Math.max(0, now() - last);
+      return { ok: sinceProgressMs <= options.timeoutMs, sinceProgressMs, timeoutMs: options.timeoutMs };
+    },
+  };
+}

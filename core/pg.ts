@@ -1,5 +1,7 @@
 import pg from 'pg';
 import type { Logger } from './logger';
+import { errorMessage, OutboxError } from './errors';
+import { isRetriablePgError } from './retry';
 import { redact } from './redact';
 
 /**
@@ -31,17 +33,99 @@ export async function connectClient(databaseUrl: string, logger: Logger, applica
 }
 
 /** Quote an SQL identifier (schema, table). */
+/** `host:port/database` of a PostgreSQL URL (never the credentials). */
+export function dbTarget(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
+  } catch {
+    return 'DATABASE_URL';
+  }
+}
+
 export function ident(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** Errors that mean "PostgreSQL is not there right now" (retry) rather than "PostgreSQL refused this" (do not). */
-export function isTransientPgError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string };
-  if (typeof e?.code === 'string') {
-    // 08: connection exception; 57P01-03: admin shutdown / crash shutdown / cannot connect now; 53300: too many connections; 40001/40P01: serialization/deadlock
-    if (/^08/.test(e.code) || ['57P01', '57P02', '57P03', '53300', '40001', '40P01', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code)) return true;
+interface PgErrorFields {
+  code?: string;
+  message?: string;
+  detail?: string;
+  column?: string;
+}
+
+/**
+ * A PostgreSQL failure as an OutboxError naming what was being done: DB_UNAVAILABLE when the server or
+ * the connection is gone, DB_BUSY when it could not do it now (lock or statement timeout, deadlock,
+ * resources: both retriable), PAYLOAD_INVALID for the outbox's column validation (23502, 23514), and
+ * DB_REJECTED for anything else the server refused. The SQLSTATE and column are kept in `details`.
+ */
+export function pgFailure(err: unknown, what: string): OutboxError {
+  if (err instanceof OutboxError) return err;
+  const e = (err ?? {}) as PgErrorFields;
+  const details = { sqlstate: e.code, column: e.column };
+  const message = `${what}: ${redact(errorMessage(err))}`;
+  if (isRetriablePgError(err)) {
+    const gone = e.code === undefined || !/^[0-9A-Z]{5}$/.test(e.code) || e.code.startsWith('08') || e.code.startsWith('57P');
+    return new OutboxError(gone ? 'DB_UNAVAILABLE' : 'DB_BUSY', message, { cause: err, details });
   }
-  const msg = String(e?.message ?? '');
-  return /Connection terminated|connection timeout|ECONNREFUSED|ECONNRESET|Client has encountered a connection error|terminating connection|not queryable/i.test(msg);
+  if (e.code === '23502' || e.code === '23514') return new OutboxError('PAYLOAD_INVALID', errorMessage(err), { cause: err, details });
+  return new OutboxError('DB_REJECTED', message, { cause: err, details });
+}
+
+/**
+ * Run `fn` in a transaction on a client of `pool`: BEGIN, fn, COMMIT (ROLLBACK if fn throws), and the
+ * client is always released (discarded if its connection broke). Returns fn's result; fn's own errors
+ * propagate as they are; failures of BEGIN/COMMIT become OutboxErrors (pgFailure). A COMMIT that
+ * PostgreSQL turned into a rollback (a statement failed and fn swallowed the error) is DB_REJECTED.
+ */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw new OutboxError('DB_UNAVAILABLE', `could not get a PostgreSQL connection: ${redact(errorMessage(err))}`, { cause: err });
+  }
+  let broken: Error | undefined;
+  // While the transaction holds the client, a connection that dies is this transaction's failure (the next
+  // statement rejects), not an unhandled 'error' event: a pool the application built has no listener here.
+  const onError = (err: Error): void => {
+    broken = err;
+  };
+  client.on('error', onError);
+  try {
+    try {
+      await client.query('BEGIN');
+    } catch (err) {
+      broken = err as Error;
+      throw pgFailure(err, 'BEGIN failed');
+    }
+    let result: T;
+    try {
+      result = await fn(client);
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr as Error;
+      }
+      throw err;
+    }
+    let committed: pg.QueryResult;
+    try {
+      committed = await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch((e: Error) => {
+        broken = e;
+      });
+      throw pgFailure(err, 'COMMIT failed');
+    }
+    if (committed.command === 'ROLLBACK') {
+      throw new OutboxError('DB_REJECTED', 'the transaction was rolled back at COMMIT because a statement in it had failed');
+    }
+    return result;
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken);
+  }
 }

@@ -37,7 +37,7 @@ export function redactDeep(value: unknown, depth = 0): unknown {
     return out;
   }
   if (Array.isArray(value)) return value.map((v) => redactDeep(v, depth + 1));
-  if (Buffer.isBuffer(value)) return value;
+  if (Buffer.isBuffer(value) || value instanceof Date) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
     out[k] = /password|secret|token|sasl|authorization/i.test(k) && typeof v === 'string' ? MASK : redactDeep(v, depth + 1);

@@ -10,7 +10,7 @@ import { errorMessage, OutboxError } from '../core/errors';
  *
  * Subject naming (RecordNameStrategy): the subject of an event type is the full name of its envelope
  * record, `<namespace>.<aggregate_type>.<EventType>` (default namespace `outbox`, e.g.
- * `outbox.user.UserEmailChanged`). All versions of an event type share that name, so they are the
+ * `outbox.invoice.InvoiceIssued`). All versions of an event type share that name, so they are the
  * versions of one subject evolving under its compatibility level, and any number of event types can
  * share one topic (per-aggregate order) while a plain Confluent deserializer still decodes each message
  * from its schema id alone.
@@ -51,11 +51,28 @@ export interface SchemaCatalog {
   eventTypes(): string[];
   /** Every entry, ordered by subject then version. */
   all(): CatalogEntry[];
+  /** Aggregate types that have at least one schema (directory names), sorted. */
+  aggregateTypes(): string[];
+  /** Where the schema of an (aggregate type, event type, version) belongs, relative to `dir`: `<aggregate_type>/<EventType>.v<N>.avsc`. */
+  expectedFile(aggregateType: string, eventType: string, version: number): string;
+  /**
+   * Read the directory again (a schema file added while a relay runs). Returns false and keeps the
+   * current entries when the directory is unreadable or a file is invalid; the problem is in `reloadProblem()`.
+   */
+  reload(): boolean;
+  /** Why the last reload kept the previous entries (undefined after a successful one). */
+  reloadProblem(): string | undefined;
 }
 
 export interface CatalogOptions {
   /** Namespace prefix of envelope records and subjects (default `outbox`); tests use a unique one. */
   namespace?: string;
+  /**
+   * A lookup (get, bySubject) of something the catalog does not hold reads the directory again, at most
+   * once per this many milliseconds (default 1000; 0 = never), so a schema file added while a relay
+   * runs is found when the parked event is retried.
+   */
+  reloadOnMissMs?: number;
 }
 
 /** Subject (and envelope record full name) of an event type. */
@@ -63,13 +80,21 @@ export function subjectName(namespace: string, aggregateType: string, eventType:
   return `${namespace}.${aggregateType}.${eventType}`;
 }
 
-/** The directory holding the project's .avsc files (works from the sources and from dist/). */
+/**
+ * The configured schemas directory: OUTBOX_SCHEMAS_DIR, else the `schemasDir` of the config module
+ * (OUTBOX_CONFIG, or outbox.config.* in the working directory). CONFIG_INVALID when neither is set.
+ */
 export function defaultSchemasDir(): string {
-  const candidates = [__dirname, path.resolve(__dirname, '..', '..', 'schemas')];
-  for (const dir of candidates) {
-    if (existsSync(path.join(dir, 'user'))) return dir;
+  const { environmentDomain } = require('../core/config-module') as typeof import('../core/config-module');
+  const domain = environmentDomain();
+  if (domain.schemasDir === undefined) {
+    throw new OutboxError(
+      'CONFIG_INVALID',
+      `no event schemas: set OUTBOX_SCHEMAS_DIR (layout <dir>/<aggregate_type>/<EventType>.v<N>.avsc), or declare schemasDir in ${domain.file ?? 'outbox.config.*'}`,
+      { details: { variable: 'OUTBOX_SCHEMAS_DIR' } },
+    );
   }
-  return __dirname;
+  return domain.schemasDir;
 }
 
 type JsonObject = Record<string, unknown>;
@@ -81,7 +106,19 @@ function isObject(v: unknown): v is JsonObject {
 const nullableString = (name: string, doc: string): JsonObject => ({ name, type: ['null', 'string'], default: null, doc });
 
 /** The envelope record for an event type and version, wrapping its payload record. */
-export function envelopeSchemaFor(namespace: string, aggregateType: string, eventType: string, version: number, payload: JsonObject): JsonObject {
+export function envelopeSchemaFor({
+  namespace,
+  aggregateType,
+  eventType,
+  version,
+  payload,
+}: {
+  namespace: string;
+  aggregateType: string;
+  eventType: string;
+  version: number;
+  payload: JsonObject;
+}): JsonObject {
   return {
     type: 'record',
     name: eventType,
@@ -135,8 +172,66 @@ export function loadCatalog(dir: string = defaultSchemasDir(), options: CatalogO
   if (!namespace.split('.').every((p) => NAME.test(p))) {
     throw new OutboxError('CONFIG_INVALID', `schema namespace "${namespace}" is not a valid Avro namespace`, { details: { namespace } });
   }
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new OutboxError('CONFIG_INVALID', `schemas directory ${dir} does not exist`, { details: { dir } });
+  let state = scan(dir, namespace, new Map());
+  const reloadOnMissMs = options.reloadOnMissMs ?? 1000;
+  let lastScan = Date.now();
+  let problem: string | undefined;
 
+  const reload = (): boolean => {
+    lastScan = Date.now();
+    try {
+      const previous = new Map(state.all.map((e) => [`${e.file}\u0000${e.envelopeSchema}`, e]));
+      state = scan(dir, namespace, previous);
+      problem = undefined;
+      return true;
+    } catch (err) {
+      problem = errorMessage(err);
+      return false;
+    }
+  };
+  const onMiss = (): void => {
+    if (reloadOnMissMs > 0 && Date.now() - lastScan >= reloadOnMissMs) reload();
+  };
+  const find = (eventType: string, version: number): CatalogEntry | undefined => state.byType.get(eventType)?.find((e) => e.version === version);
+
+  return {
+    namespace,
+    dir,
+    get: (eventType, version) => {
+      const hit = find(eventType, version);
+      if (hit) return hit;
+      onMiss();
+      return find(eventType, version);
+    },
+    latest: (eventType) => {
+      const list = state.byType.get(eventType);
+      return list ? list[list.length - 1] : undefined;
+    },
+    versions: (eventType) => [...(state.byType.get(eventType) ?? [])],
+    bySubject: (subject) => {
+      // Consumers cache the outcome per schema id, so a miss here is rare: always look again.
+      if (!state.bySubject.has(subject) && reloadOnMissMs > 0) reload();
+      return [...(state.bySubject.get(subject) ?? [])];
+    },
+    eventTypes: () => [...state.types],
+    all: () => [...state.all],
+    aggregateTypes: () => [...new Set(state.all.map((e) => e.aggregateType))].sort(),
+    expectedFile: (aggregateType, eventType, version) => `${aggregateType}/${eventType}.v${version}.avsc`,
+    reload,
+    reloadProblem: () => problem,
+  };
+}
+
+interface ScanResult {
+  byType: Map<string, CatalogEntry[]>;
+  bySubject: Map<string, CatalogEntry[]>;
+  types: string[];
+  all: CatalogEntry[];
+}
+
+/** One read of the directory; entries whose file and envelope did not change are kept (same objects). */
+function scan(dir: string, namespace: string, previous: Map<string, CatalogEntry>): ScanResult {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new OutboxError('CONFIG_INVALID', `schemas directory ${dir} does not exist`, { details: { dir } });
   const byType = new Map<string, CatalogEntry[]>();
   for (const name of readdirSync(dir).sort()) {
     const full = path.join(dir, name);
@@ -156,7 +251,7 @@ export function loadCatalog(dir: string = defaultSchemasDir(), options: CatalogO
       const eventType = m[1]!;
       const version = Number(m[2]);
       const payload = readPayloadSchema(file, eventType);
-      const envelope = envelopeSchemaFor(namespace, aggregateType, eventType, version, payload);
+      const envelope = envelopeSchemaFor({ namespace, aggregateType, eventType, version, payload });
       let type: avsc.Type;
       try {
         type = avsc.Type.forSchema(envelope as avsc.Schema);
@@ -168,16 +263,19 @@ export function loadCatalog(dir: string = defaultSchemasDir(), options: CatalogO
       const list = byType.get(eventType) ?? [];
       const other = list[0];
       if (other && other.aggregateType !== aggregateType) invalid(file, `event type ${eventType} is also defined under ${other.aggregateType}/ (${other.file})`);
-      list.push({
-        aggregateType,
-        eventType,
-        version,
-        subject: subjectName(namespace, aggregateType, eventType),
-        envelopeSchema: JSON.stringify(envelope),
-        type,
-        payloadType: payloadField.type,
-        file,
-      });
+      const envelopeSchema = JSON.stringify(envelope);
+      list.push(
+        previous.get(`${file}\u0000${envelopeSchema}`) ?? {
+          aggregateType,
+          eventType,
+          version,
+          subject: subjectName(namespace, aggregateType, eventType),
+          envelopeSchema,
+          type,
+          payloadType: payloadField.type,
+          file,
+        },
+      );
       byType.set(eventType, list);
     }
   }
@@ -192,18 +290,5 @@ export function loadCatalog(dir: string = defaultSchemasDir(), options: CatalogO
   const all = types.flatMap((t) => byType.get(t) ?? []).sort((a, b) => (a.subject === b.subject ? a.version - b.version : a.subject < b.subject ? -1 : 1));
   const bySubject = new Map<string, CatalogEntry[]>();
   for (const e of all) bySubject.set(e.subject, [...(bySubject.get(e.subject) ?? []), e]);
-
-  return {
-    namespace,
-    dir,
-    get: (eventType, version) => byType.get(eventType)?.find((e) => e.version === version),
-    latest: (eventType) => {
-      const list = byType.get(eventType);
-      return list ? list[list.length - 1] : undefined;
-    },
-    versions: (eventType) => [...(byType.get(eventType) ?? [])],
-    bySubject: (subject) => [...(bySubject.get(subject) ?? [])],
-    eventTypes: () => [...types],
-    all: () => [...all],
-  };
+  return { byType, bySubject, types, all };
 }

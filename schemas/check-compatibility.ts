@@ -105,7 +105,14 @@ export async function checkSchemas(options: CheckSchemasOptions): Promise<CheckR
       const prev = versions[i - 1]!;
       if (!d.backward && !upcasters.has(eventType, prev.version)) {
         const unreadable = readable(entry.type, prev.type, { reader: `v${entry.version}`, writer: `v${prev.version}`, readerIsNew: true });
-        add(entry, unreadable.map((p) => ({ field: p.field, message: `${p.message} (no upcaster ${eventType} v${prev.version}->v${entry.version} is registered, so consumers could not read v${prev.version} events)` })), 'local');
+        add(
+          entry,
+          unreadable.map((p) => ({
+            field: p.field,
+            message: `${p.message} (no upcaster ${eventType} v${prev.version}->v${entry.version} is registered, so consumers could not read v${prev.version} events)`,
+          })),
+          'local',
+        );
       }
     });
 
@@ -154,7 +161,12 @@ export async function checkSchemas(options: CheckSchemasOptions): Promise<CheckR
           const detail = verdict.messages.length > 0 ? `: ${verdict.messages.join('; ')}` : '';
           add(
             entry,
-            [{ field: local[0]?.field ?? '', message: `the registry (${effective}) rejects v${entry.version} against its latest registered version${detail}${local.length > 0 ? ` (see ${local.map((p) => p.field || 'above').join(', ')})` : ''}` }],
+            [
+              {
+                field: local[0]?.field ?? '',
+                message: `the registry (${effective}) rejects v${entry.version} against its latest registered version${detail}${local.length > 0 ? ` (see ${local.map((p) => p.field || 'above').join(', ')})` : ''}`,
+              },
+            ],
             'registry',
           );
         }

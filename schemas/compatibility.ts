@@ -8,7 +8,7 @@ export type CompatibilityLevel = (typeof COMPATIBILITY_LEVELS)[number];
 
 /**
  * Compatibility per subject: `default` (BACKWARD unless set) and overrides keyed by subject
- * (`outbox.user.UserRenamed`) or by event type (`UserRenamed`).
+ * (`outbox.invoice.InvoiceIssued`) or by event type (`InvoiceIssued`).
  */
 export interface CompatibilityConfig {
   default?: CompatibilityLevel;
@@ -27,7 +27,7 @@ export function compatibilityFor(config: CompatibilityConfig | undefined, entry:
 
 /**
  * Parse `SUBJECT_OR_TYPE=LEVEL[,...]` plus an optional default (for a CLI or environment variable).
- * `parseCompatibility('FULL', 'UserRenamed=NONE')`.
+ * `parseCompatibility('FULL', 'InvoiceIssued=NONE')`.
  */
 export function parseCompatibility(defaultLevel: string | undefined, overrides: string | undefined): CompatibilityConfig {
   const norm = (v: string, what: string): CompatibilityLevel => {
@@ -106,7 +106,12 @@ function matches(r: avsc.Type, w: avsc.Type): boolean {
  * names the two versions in messages (e.g. { reader: 'v2', writer: 'v1' }); `readerIsNew` phrases a missing
  * field as "added without a default" (reader newer) or "removed" (reader older).
  */
-export function explainIncompatibility(reader: avsc.Type, writer: avsc.Type, labels: { reader: string; writer: string; readerIsNew: boolean }, path: string[] = []): Incompatibility[] {
+export function explainIncompatibility(
+  reader: avsc.Type,
+  writer: avsc.Type,
+  labels: { reader: string; writer: string; readerIsNew: boolean },
+  path: string[] = [],
+): Incompatibility[] {
   const out: Incompatibility[] = [];
   const field = path.join('.');
   const rBranches = branches(reader);
@@ -116,7 +121,10 @@ export function explainIncompatibility(reader: avsc.Type, writer: avsc.Type, lab
     for (const wb of wBranches) {
       const rb = rBranches.find((r) => matches(r, wb));
       if (!rb) {
-        out.push({ field, message: `${field || 'value'}: type changed from ${describeType(labels.readerIsNew ? writer : reader)} (${labels.readerIsNew ? labels.writer : labels.reader}) to ${describeType(labels.readerIsNew ? reader : writer)} (${labels.readerIsNew ? labels.reader : labels.writer}); ${describeType(wb)} written by ${labels.writer} cannot be read by ${labels.reader}` });
+        out.push({
+          field,
+          message: `${field || 'value'}: type changed from ${describeType(labels.readerIsNew ? writer : reader)} (${labels.readerIsNew ? labels.writer : labels.reader}) to ${describeType(labels.readerIsNew ? reader : writer)} (${labels.readerIsNew ? labels.reader : labels.writer}); ${describeType(wb)} written by ${labels.writer} cannot be read by ${labels.reader}`,
+        });
       } else if (!(rBranches.length === 1 && wBranches.length === 1)) {
         out.push(...explainIncompatibility(rb, wb, labels, path));
       }
@@ -153,7 +161,8 @@ export function explainIncompatibility(reader: avsc.Type, writer: avsc.Type, lab
     const rSymbols = (reader as avsc.types.EnumType).symbols;
     const rDefault = (reader as unknown as { default?: string }).default;
     for (const s of (writer as avsc.types.EnumType).symbols) {
-      if (!rSymbols.includes(s) && rDefault === undefined) out.push({ field, message: `${field || 'value'}: enum symbol ${s} of ${labels.writer} is missing in ${labels.reader} (and ${labels.reader} has no enum default)` });
+      if (!rSymbols.includes(s) && rDefault === undefined)
+        out.push({ field, message: `${field || 'value'}: enum symbol ${s} of ${labels.writer} is missing in ${labels.reader} (and ${labels.reader} has no enum default)` });
     }
   } else if (kind === 'array') {
     out.push(...explainIncompatibility((reader as avsc.types.ArrayType).itemsType, (writer as avsc.types.ArrayType).itemsType, labels, [...path, '[]']));

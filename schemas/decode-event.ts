@@ -4,13 +4,11 @@ import { errorMessage } from '../core/errors';
 import type { Logger } from '../core/logger';
 import type { CatalogEntry, SchemaCatalog } from './catalog';
 import { schemaById } from './registry-http';
-import type { DecodedEvent } from './types';
+import type { DecodedEvent } from '../event/envelope';
 import { defaultUpcasters, type UpcasterRegistry } from './upcasters';
 import { validationProblems } from './validate';
 
-export type DecodeResult =
-  | { ok: true; schemaId: number; event: DecodedEvent }
-  | { ok: false; kind: 'bad_magic' | 'unknown_schema_id' | 'undecodable'; reason: string };
+export type DecodeResult = { ok: true; schemaId: number; event: DecodedEvent } | { ok: false; kind: 'bad_magic' | 'unknown_schema_id' | 'undecodable'; reason: string };
 
 export interface EventDecoder {
   /**
@@ -31,9 +29,7 @@ export interface EventDecoderOptions {
 type Writer = { ok: true; type: avsc.Type; family: CatalogEntry[] } | { ok: false; kind: 'unknown_schema_id' | 'undecodable'; reason: string };
 
 /** How messages of one writer schema and version become the latest local shape. */
-type Plan =
-  | { ok: true; target: CatalogEntry; resolver: avsc.Resolver; latest: CatalogEntry }
-  | { ok: false; reason: string };
+type Plan = { ok: true; target: CatalogEntry; resolver: avsc.Resolver; latest: CatalogEntry } | { ok: false; reason: string };
 
 /** Raw envelope fields as avsc returns them. */
 interface RawEnvelope {
@@ -181,7 +177,11 @@ export function createEventDecoder(options: EventDecoderOptions): EventDecoder {
   return {
     async decode(buffer) {
       if (buffer.length < 5 || buffer[0] !== 0) {
-        return { ok: false, kind: 'bad_magic', reason: buffer.length < 5 ? `message of ${buffer.length} bytes is shorter than the 5-byte header` : `magic byte is ${buffer[0]}, expected 0` };
+        return {
+          ok: false,
+          kind: 'bad_magic',
+          reason: buffer.length < 5 ? `message of ${buffer.length} bytes is shorter than the 5-byte header` : `magic byte is ${buffer[0]}, expected 0`,
+        };
       }
       const id = buffer.readInt32BE(1);
       const w = await writer(id);
@@ -213,10 +213,15 @@ export function createEventDecoder(options: EventDecoderOptions): EventDecoder {
       } catch (err) {
         return { ok: false, kind: 'undecodable', reason: `schema id ${id}: ${errorMessage(err)}` };
       }
+      // The outbox requires both; a producer that left them out does not meet the event contract.
+      if (raw.actor_id === null || raw.actor_id === '')
+        return { ok: false, kind: 'undecodable', reason: `schema id ${id}: actor_id is missing (every event names the actor that caused it)` };
+      if (raw.trace_id === null || raw.trace_id === '')
+        return { ok: false, kind: 'undecodable', reason: `schema id ${id}: trace_id is missing (every event carries the trace id of its request)` };
       const lifted = lift(w.family, plan.target, raw.payload);
       if ('problem' in lifted) return { ok: false, kind: 'undecodable', reason: lifted.problem };
 
-      const event = {
+      const event: DecodedEvent = {
         eventId: raw.event_id,
         eventType: raw.event_type,
         schemaVersion: plan.latest.version,
@@ -234,7 +239,7 @@ export function createEventDecoder(options: EventDecoderOptions): EventDecoder {
         hash: Buffer.from(raw.hash, 'hex'),
         prevHash: Buffer.from(raw.prev_hash, 'hex'),
         payload: { ...lifted.payload },
-      } as unknown as DecodedEvent; // payload was read with the latest local schema of its type
+      };
       return { ok: true, schemaId: id, event };
     },
   };

@@ -1,35 +1,20 @@
+import type * as avsc from 'avsc';
 import type { RegistrySettings } from '../core/config';
+import type { EventEnvelope } from '../event/envelope';
 import type { Logger } from '../core/logger';
 import type { CatalogEntry, SchemaCatalog } from './catalog';
 import { lookupSchemaId, registerSchema } from './registry-http';
 import { formatPath, validationProblems } from './validate';
 
-/** One outbox row as the relay hands it to the encoder. */
-export interface OutboxEventForEncoding {
-  eventId: string;
-  eventType: string;
-  schemaVersion: number;
-  aggregateType: string;
-  aggregateId: string;
-  /** A whole number (a bigint column may arrive as string or bigint). */
-  aggregateVersion: number | string | bigint;
-  /** A Date (millisecond precision) or an ISO-8601 string (up to microsecond precision is kept). */
-  occurredAt: Date | string;
-  actorId: string | null;
-  traceId: string | null;
-  correlationId: string | null;
-  causationId: string | null;
-  traceparent: string | null;
-  /** Hash-chain link; a Buffer, or already lower-case hex. */
-  hash: Buffer | string;
-  prevHash: Buffer | string;
-  /** The parsed jsonb payload: field names exactly as in the .avsc (snake_case). */
-  payload: unknown;
-}
+/**
+ * What the encoder takes: an event envelope. `occurredAt` may also be an ISO-8601 string with up to
+ * microsecond precision (the Avro field is timestamp-micros), for events that do not come from the
+ * outbox table. Malformed values (a version that is not a whole number, an unparsable time) are
+ * returned as `invalid_payload` naming the field, never thrown.
+ */
+export type OutboxEventForEncoding = Omit<EventEnvelope, 'occurredAt'> & { occurredAt: Date | string };
 
-export type EncodeResult =
-  | { ok: true; value: Buffer; schemaId: number }
-  | { ok: false; kind: 'unknown_schema' | 'invalid_payload'; reason: string };
+export type EncodeResult = { ok: true; value: Buffer; schemaId: number } | { ok: false; kind: 'unknown_schema' | 'invalid_payload'; reason: string };
 
 export interface EventEncoder {
   /** Look up (registering when missing and autoRegister) every catalog schema once and cache the ids. */
@@ -98,15 +83,45 @@ export function toMicros(t: Date | string): number | undefined {
   return wholeSecondsMs * 1000 + Number(frac.padEnd(6, '0').slice(0, 6));
 }
 
-function toSafeInteger(v: number | string | bigint): number | undefined {
+function toSafeInteger(v: unknown): number | undefined {
+  if (typeof v !== 'number' && typeof v !== 'string' && typeof v !== 'bigint') return undefined;
   const n = typeof v === 'string' ? (/^-?\d+$/.test(v.trim()) ? Number(v) : NaN) : Number(v);
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-function toHex(v: Buffer | string): string | undefined {
+function toHex(v: unknown): string | undefined {
   if (Buffer.isBuffer(v)) return v.toString('hex');
   if (typeof v === 'string' && /^[0-9a-fA-F]*$/.test(v) && v.length % 2 === 0) return v.toLowerCase();
   return undefined;
+}
+
+/**
+ * Paths of record fields that have a default in the schema but are absent from the value. Avro fills
+ * such a field in when decoding, so the decoded payload differs from the stored one its hash covers.
+ */
+export function omittedDefaults(type: avsc.Type, value: unknown, path: string[]): string[] {
+  const name = type.typeName;
+  const out: string[] = [];
+  if (name === 'record' || name === 'error') {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return out;
+    for (const f of (type as avsc.types.RecordType).fields) {
+      const v = (value as Record<string, unknown>)[f.name];
+      if (v === undefined) {
+        if (f.defaultValue() !== undefined) out.push(formatPath([...path, f.name]));
+      } else {
+        out.push(...omittedDefaults(f.type, v, [...path, f.name]));
+      }
+    }
+  } else if (name === 'array') {
+    if (Array.isArray(value)) value.forEach((item, i) => out.push(...omittedDefaults((type as avsc.types.ArrayType).itemsType, item, [...path, String(i)])));
+  } else if (name === 'map') {
+    if (typeof value === 'object' && value !== null)
+      for (const [k, v] of Object.entries(value)) out.push(...omittedDefaults((type as avsc.types.MapType).valuesType as avsc.Type, v, [...path, k]));
+  } else if (name === 'union:unwrapped') {
+    const records = (type as avsc.types.UnwrappedUnionType).types.filter((t) => t.typeName === 'record');
+    if (records.length === 1 && typeof value === 'object' && value !== null) out.push(...omittedDefaults(records[0]!, value, path));
+  }
+  return out;
 }
 
 function header(id: number): Buffer {
@@ -173,7 +188,10 @@ export function createEventEncoder(options: EventEncoderOptions): EventEncoder {
     async prepare() {
       const subjects = [...new Set(catalog.all().map((e) => e.subject))];
       for (const subject of subjects) await once(subject, Number.MAX_SAFE_INTEGER);
-      const rejected = catalog.all().filter((e) => { const s = ids.get(e); return s !== undefined && 'rejected' in s; });
+      const rejected = catalog.all().filter((e) => {
+        const s = ids.get(e);
+        return s !== undefined && 'rejected' in s;
+      });
       logger.info({ schemas: catalog.all().length, rejected: rejected.map((e) => `${e.eventType} v${e.version}`) }, 'event schemas prepared');
     },
 
@@ -188,7 +206,10 @@ export function createEventEncoder(options: EventEncoderOptions): EventEncoder {
       if (!entry) {
         const latest = catalog.latest(event.eventType);
         const known = latest ? ` (known versions: 1..${latest.version})` : '';
-        return { ok: false, kind: 'unknown_schema', reason: `unknown event type ${event.eventType} v${event.schemaVersion}${known}` };
+        const file = catalog.expectedFile(latest?.aggregateType ?? event.aggregateType, event.eventType, event.schemaVersion);
+        const problem = catalog.reloadProblem();
+        const reread = problem ? ` (the directory could not be re-read: ${problem})` : '';
+        return { ok: false, kind: 'unknown_schema', reason: `unknown event type ${event.eventType} v${event.schemaVersion}${known}: ${file} not found in ${catalog.dir}${reread}` };
       }
       if (event.aggregateType !== entry.aggregateType) {
         return { ok: false, kind: 'unknown_schema', reason: `event type ${event.eventType} belongs to aggregate type ${entry.aggregateType}, not ${event.aggregateType}` };
@@ -197,6 +218,14 @@ export function createEventEncoder(options: EventEncoderOptions): EventEncoder {
       if ('problem' in env) return { ok: false, kind: 'invalid_payload', reason: env.problem };
       const payloadProblems = validationProblems(entry.payloadType, event.payload);
       if (payloadProblems.length > 0) return { ok: false, kind: 'invalid_payload', reason: payloadProblems.join('; ') };
+      const omitted = omittedDefaults(entry.payloadType, event.payload, []);
+      if (omitted.length > 0) {
+        return {
+          ok: false,
+          kind: 'invalid_payload',
+          reason: `${omitted.join(', ')}: missing; ${event.eventType} v${event.schemaVersion} gives ${omitted.length === 1 ? 'it a default' : 'them defaults'}, but the event's hash covers the payload as written, so a reader that fills in the default could not verify it: write every field explicitly`,
+        };
+      }
       let body: Buffer;
       try {
         body = entry.type.toBuffer(env.value);

@@ -64,7 +64,11 @@ export async function registerSchemas(options: RegisterSchemasOptions): Promise<
         const prev = versions.find((e) => e.version === entry.version - 1);
         const problems = prev ? readable(entry.type, prev.type, { reader: `v${entry.version}`, writer: `v${prev.version}`, readerIsNew: true }) : [];
         logger.error({ subject: entry.subject, version: entry.version, status: res.status, message: res.message, problems }, 'schema registry rejected a schema');
-        return { ok: false, registered: out, rejected: { subject: entry.subject, version: entry.version, file: entry.file, message: `HTTP ${res.status}: ${res.message}`, problems } };
+        return {
+          ok: false,
+          registered: out,
+          rejected: { subject: entry.subject, version: entry.version, file: entry.file, message: `HTTP ${res.status}: ${res.message}`, problems },
+        };
       }
       out.push({ subject: entry.subject, eventType, version: entry.version, id: res.id, compatibility: level });
       logger.info({ subject: entry.subject, version: entry.version, schemaId: res.id, compatibility: level }, 'schema registered');

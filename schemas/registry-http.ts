@@ -16,7 +16,7 @@ export interface RegistryAnswer {
 export async function call(settings: RegistrySettings, method: string, pathname: string, body?: unknown): Promise<RegistryAnswer> {
   let res: RegistryAnswer;
   try {
-    res = await registryRequest(settings, method, pathname, body);
+    res = await registryRequest(settings, { method, path: pathname, body });
   } catch (err) {
     throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry ${method} ${pathname} failed: ${errorMessage(err)}`, { cause: err, details: { method, pathname } });
   }
@@ -59,7 +59,9 @@ export async function lookupSchemaId(settings: RegistrySettings, subject: string
   const id = numberField(res.body, 'id');
   const version = numberField(res.body, 'version');
   if (res.status !== 200 || id === undefined) {
-    throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry lookup of ${subject} answered ${res.status}: ${describe(res.body)}`, { details: { subject, status: res.status } });
+    throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry lookup of ${subject} answered ${res.status}: ${describe(res.body)}`, {
+      details: { subject, status: res.status },
+    });
   }
   return { id, version: version ?? 0 };
 }
@@ -98,7 +100,9 @@ export async function subjectCompatibility(settings: RegistrySettings, subject: 
 export async function setSubjectCompatibility(settings: RegistrySettings, subject: string, level: string): Promise<void> {
   const res = await call(settings, 'PUT', `/config/${enc(subject)}`, { compatibility: level });
   if (res.status !== 200) {
-    throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry PUT /config/${subject} answered ${res.status}: ${describe(res.body)}`, { details: { subject, status: res.status } });
+    throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry PUT /config/${subject} answered ${res.status}: ${describe(res.body)}`, {
+      details: { subject, status: res.status },
+    });
   }
 }
 

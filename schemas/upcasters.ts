@@ -1,5 +1,4 @@
 import { OutboxError } from '../core/errors';
-import type { UserRenamedV1, UserRenamedV2 } from './types';
 
 /**
  * Upcasters: code that turns a payload of (event type, vN) into the payload of vN+1 when Avro schema
@@ -10,6 +9,9 @@ import type { UserRenamedV1, UserRenamedV2 } from './types';
  * The schema change itself must still pass the registry's compatibility check (give new fields defaults).
  */
 export type Upcaster = (payload: Record<string, unknown>) => Record<string, unknown>;
+
+/** Upcasters by event type and the version they upcast from: `{ InvoiceIssued: { 1: (v1) => v2 } }`. */
+export type UpcasterMap = Record<string, Record<number, Upcaster>>;
 
 export interface UpcasterRegistry {
   /** Register the upcaster from `fromVersion` to `fromVersion + 1` of `eventType` (once per step). */
@@ -42,23 +44,19 @@ export function createUpcasterRegistry(): UpcasterRegistry {
   return reg;
 }
 
-/** UserRenamed v1 -> v2: `name` is split at the first run of whitespace into first and last name. */
-export function upcastUserRenamedV1(payload: Record<string, unknown>): Record<string, unknown> {
-  const v1 = payload as unknown as UserRenamedV1;
-  const name = typeof v1.name === 'string' ? v1.name.trim() : '';
-  const m = /^(\S*)\s*([\s\S]*)$/.exec(name);
-  const v2: UserRenamedV2 = { first_name: m?.[1] ?? '', last_name: m?.[2] ?? '' };
-  return { ...v2 };
+/** A registry holding the steps of an upcaster map `{ EventType: { fromVersion: fn } }`. */
+export function upcasterRegistryFrom(map: UpcasterMap): UpcasterRegistry {
+  const reg = createUpcasterRegistry();
+  for (const [eventType, steps] of Object.entries(map)) {
+    for (const [from, fn] of Object.entries(steps)) reg.register(eventType, Number(from), fn);
+  }
+  return reg;
 }
 
-/** The project's upcasters. */
+/** The configured upcasters: those of the config module (OUTBOX_CONFIG or outbox.config.* in the working directory), else none. */
 export function defaultUpcasters(): UpcasterRegistry {
-  return createUpcasterRegistry().register('UserRenamed', 1, upcastUserRenamedV1);
-}
-
-const shared = defaultUpcasters();
-
-/** Apply the project's upcaster `eventType` v`fromVersion` -> v`fromVersion + 1`. */
-export function upcast(eventType: string, fromVersion: number, payload: Record<string, unknown>): Record<string, unknown> {
-  return shared.upcast(eventType, fromVersion, payload);
+  const { environmentDomain } = require('../core/config-module') as typeof import('../core/config-module');
+  const upcasters = environmentDomain().config.upcasters;
+  if (upcasters === undefined) return createUpcasterRegistry();
+  return typeof (upcasters as UpcasterRegistry).upcast === 'function' ? (upcasters as UpcasterRegistry) : upcasterRegistryFrom(upcasters as UpcasterMap);
 }

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { OutboxError, errorMessage } from '../core/errors';
-import { ident, isTransientPgError } from '../core/pg';
-import { assertJsonSafe } from './canonical';
+import { ident, pgFailure } from '../core/pg';
+import { activeTraceparent } from '../core/tracing';
+import { assertJsonSafe } from '../event/canonical';
 
 /** An event to append. The database assigns id, aggregate version, hash chain and commit-order data. */
 export interface NewEvent {
@@ -19,7 +20,10 @@ export interface NewEvent {
   traceId: string;
   correlationId?: string | null;
   causationId?: string | null;
-  /** W3C traceparent header, if any. */
+  /**
+   * W3C traceparent of the request that caused it. Unset: the active OpenTelemetry span's context, when
+   * there is one (none is made up); `null`: none.
+   */
   traceparent?: string | null;
   /** Defaults to the transaction's start time (now()). Stored at millisecond precision. */
   occurredAt?: Date;
@@ -37,8 +41,7 @@ export interface AppendedEvent {
 }
 
 export type AppendResult =
-  | { status: 'appended'; events: AppendedEvent[] }
-  | { status: 'conflict'; aggregateType: string; aggregateId: string; expectedVersion: number; currentVersion: number };
+  { status: 'appended'; events: AppendedEvent[] } | { status: 'conflict'; aggregateType: string; aggregateId: string; expectedVersion: number; currentVersion: number };
 
 export interface AppendOptions {
   /**
@@ -118,16 +121,6 @@ interface PgError {
   code?: string;
   message?: string;
   detail?: string;
-  column?: string;
-}
-
-function wrapDbError(err: unknown, what: string): OutboxError {
-  const e = err as PgError;
-  if (isTransientPgError(err)) return new OutboxError('DB_UNAVAILABLE', `${what}: ${errorMessage(err)}`, { cause: err });
-  if (e.code === '23502' || e.code === '23514') {
-    return new OutboxError('PAYLOAD_INVALID', errorMessage(err), { cause: err, details: { column: e.column, sqlstate: e.code } });
-  }
-  return new OutboxError('DB_REJECTED', `${what}: ${errorMessage(err)}`, { cause: err, details: { sqlstate: e.code, column: e.column } });
 }
 
 function aggKey(type: string, id: string): string {
@@ -181,6 +174,7 @@ export async function appendEvents(client: pg.ClientBase, events: NewEvent[], op
     occurredAt: [] as (string | null)[],
     expectedVersion: [] as (string | null)[],
   };
+  let active: string | null | undefined; // the caller's span context, read once
   for (const { e, i, eventId } of order) {
     if (seenIds.has(eventId)) invalid(i, 'eventId', `${eventId} appears twice in this call`);
     seenIds.add(eventId);
@@ -197,7 +191,7 @@ export async function appendEvents(client: pg.ClientBase, events: NewEvent[], op
     cols.traceId.push(e.traceId);
     cols.correlationId.push(e.correlationId ?? null);
     cols.causationId.push(e.causationId ?? null);
-    cols.traceparent.push(e.traceparent ?? null);
+    cols.traceparent.push(e.traceparent === undefined ? (active ??= activeTraceparent()) : e.traceparent);
     cols.occurredAt.push(e.occurredAt ? e.occurredAt.toISOString() : null);
     cols.expectedVersion.push(expected !== undefined && first ? String(expected) : null);
   }
@@ -212,8 +206,19 @@ export async function appendEvents(client: pg.ClientBase, events: NewEvent[], op
            correlation_id, causation_id, traceparent, occurred_at, expected_version)
     RETURNING id::text AS id, event_id::text AS event_id, aggregate_version::text AS aggregate_version`;
   const params = [
-    cols.eventId, cols.aggregateType, cols.aggregateId, cols.eventType, cols.schemaVersion, cols.payload, cols.actorId,
-    cols.traceId, cols.correlationId, cols.causationId, cols.traceparent, cols.occurredAt, cols.expectedVersion,
+    cols.eventId,
+    cols.aggregateType,
+    cols.aggregateId,
+    cols.eventType,
+    cols.schemaVersion,
+    cols.payload,
+    cols.actorId,
+    cols.traceId,
+    cols.correlationId,
+    cols.causationId,
+    cols.traceparent,
+    cols.occurredAt,
+    cols.expectedVersion,
   ];
 
   // A savepoint keeps the caller's transaction usable after a conflict. Only needed with expectedVersion
@@ -224,7 +229,7 @@ export async function appendEvents(client: pg.ClientBase, events: NewEvent[], op
       await client.query('SAVEPOINT kafka_outbox_append');
       savepoint = true;
     } catch (err) {
-      if ((err as PgError).code !== '25P01') throw wrapDbError(err, 'could not set a savepoint for the append'); // 25P01: not in a transaction
+      if ((err as PgError).code !== '25P01') throw pgFailure(err, 'could not set a savepoint for the append'); // 25P01: not in a transaction
     }
   }
 
@@ -236,7 +241,10 @@ export async function appendEvents(client: pg.ClientBase, events: NewEvent[], op
     if (e.code === 'KO409' && expected !== undefined) {
       if (savepoint) await client.query('ROLLBACK TO SAVEPOINT kafka_outbox_append; RELEASE SAVEPOINT kafka_outbox_append').catch(() => undefined);
       const current = /current_version=(\d+)/.exec(e.detail ?? '');
-      const aggregate = conflictingAggregate(order.map((o) => o.e), e.message ?? '');
+      const aggregate = conflictingAggregate(
+        order.map((o) => o.e),
+        e.message ?? '',
+      );
       return {
         status: 'conflict',
         aggregateType: aggregate.aggregateType,
@@ -246,13 +254,13 @@ export async function appendEvents(client: pg.ClientBase, events: NewEvent[], op
       };
     }
     if (savepoint) await client.query('ROLLBACK TO SAVEPOINT kafka_outbox_append; RELEASE SAVEPOINT kafka_outbox_append').catch(() => undefined);
-    throw wrapDbError(err, 'append to the outbox failed');
+    throw pgFailure(err, 'append to the outbox failed');
   }
   if (savepoint) {
     try {
       await client.query('RELEASE SAVEPOINT kafka_outbox_append');
     } catch (err) {
-      throw wrapDbError(err, 'could not release the append savepoint');
+      throw pgFailure(err, 'could not release the append savepoint');
     }
   }
 
@@ -276,54 +284,4 @@ function conflictingAggregate(events: NewEvent[], message: string): { aggregateT
   }
   const chosen = best ?? events[0];
   return { aggregateType: chosen?.aggregateType ?? '', aggregateId: chosen?.aggregateId ?? '' };
-}
-
-/**
- * Run `fn` in a transaction on a client of `pool`: BEGIN, fn, COMMIT (ROLLBACK if fn throws), and the
- * client is always released (discarded if it broke). Returns fn's result; fn's own errors propagate as
- * they are. A conflict returned by appendEvents is a value: fn decides whether to commit anyway.
- */
-export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  let client: pg.PoolClient;
-  try {
-    client = await pool.connect();
-  } catch (err) {
-    throw new OutboxError('DB_UNAVAILABLE', `could not get a PostgreSQL connection: ${errorMessage(err)}`, { cause: err });
-  }
-  let broken: Error | undefined;
-  try {
-    try {
-      await client.query('BEGIN');
-    } catch (err) {
-      broken = err as Error;
-      throw wrapDbError(err, 'BEGIN failed');
-    }
-    let result: T;
-    try {
-      result = await fn(client);
-    } catch (err) {
-      try {
-        await client.query('ROLLBACK');
-      } catch (rollbackErr) {
-        broken = rollbackErr as Error;
-      }
-      throw err;
-    }
-    let committed: pg.QueryResult;
-    try {
-      committed = await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch((e: Error) => {
-        broken = e;
-      });
-      throw wrapDbError(err, 'COMMIT failed');
-    }
-    // COMMIT of a transaction in which a statement failed (and fn swallowed the error) rolls back.
-    if (committed.command === 'ROLLBACK') {
-      throw new OutboxError('DB_REJECTED', 'the transaction was rolled back at COMMIT because a statement in it had failed');
-    }
-    return result;
-  } finally {
-    client.release(broken);
-  }
 }

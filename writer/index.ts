@@ -1,13 +1,6 @@
 /** The write path: append events in the caller's transaction, and verify the per-aggregate hash chain. */
-export {
-  appendEvents,
-  withTransaction,
-  validateNewEvent,
-  type NewEvent,
-  type AppendOptions,
-  type AppendResult,
-  type AppendedEvent,
-} from './append';
+export { withTransaction } from '../core/pg';
+export { appendEvents, validateNewEvent, type NewEvent, type AppendOptions, type AppendResult, type AppendedEvent } from './append';
 export {
   canonicalEncoding,
   canonicalJsonb,
@@ -19,5 +12,6 @@ export {
   type ChainFields,
   type LinkEvent,
   type LinkResult,
-} from './canonical';
+  type EventEnvelope,
+} from '../event';
 export { verifyChain, type VerifyChainOptions, type VerifyChainResult, type BrokenLink } from './verify';

@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { OutboxError, errorMessage } from '../core/errors';
-import { ident, isTransientPgError } from '../core/pg';
-import { computeHash, ZERO_HASH } from './canonical';
+import { OutboxError } from '../core/errors';
+import { ident, pgFailure } from '../core/pg';
+import { ZERO_HASH } from '../event/hash-chain';
 
 export interface VerifyChainOptions {
   /** Schema of the outbox tables; default: unqualified names (the connection's search_path). */
@@ -29,24 +30,40 @@ export interface VerifyChainResult {
   firstBroken?: BrokenLink;
 }
 
-interface Row {
-  event_id: string;
-  aggregate_type: string;
-  aggregate_id: string;
-  aggregate_version: string;
-  event_type: string;
-  schema_version: number;
-  occurred_at: string;
-  actor_id: string;
-  trace_id: string;
-  correlation_id: string | null;
-  causation_id: string | null;
-  traceparent: string | null;
-  payload: string;
-  prev_hash: Buffer;
-  hash: Buffer;
-  head_version: string | null;
-  head_hash: Buffer | null;
+/** One row as an array (rowMode 'array'): the 13 canonical fields as text, then the stored hashes and the head. */
+type Row = [
+  eventId: string,
+  aggregateType: string,
+  aggregateId: string,
+  aggregateVersion: string,
+  eventType: string,
+  schemaVersion: string,
+  occurredAt: string,
+  actorId: string,
+  traceId: string,
+  correlationId: string | null,
+  causationId: string | null,
+  traceparent: string | null,
+  payload: string,
+  prevHash: Buffer,
+  hash: Buffer,
+  headVersion: string | null,
+  headHash: Buffer | null,
+];
+
+/**
+ * The canonical encoding (event/canonical.ts, docs/hash-chain.md) of a row whose 13 fields SQL already
+ * printed in their canonical text forms (event_id::text, version::text, occurred_at by to_char with six
+ * fraction digits and Z, payload::text), as one string: its UTF-8 bytes are the netstrings. Building one
+ * string and hashing it once is several times faster than a Buffer per netstring.
+ */
+function canonicalText(r: Row): string {
+  let s = '';
+  for (let i = 0; i < 13; i++) {
+    const v = r[i] as string | null;
+    s += v === null ? '-,' : `${Buffer.byteLength(v, 'utf8')}:${v},`;
+  }
+  return s;
 }
 
 /**
@@ -68,10 +85,10 @@ export async function verifyChain(client: pg.ClientBase, options: VerifyChainOpt
     return result;
   };
 
-  const select = `SELECT o.event_id::text AS event_id, o.aggregate_type, o.aggregate_id, o.aggregate_version::text AS aggregate_version,
-      o.event_type, o.schema_version, to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred_at,
-      o.actor_id, o.trace_id, o.correlation_id, o.causation_id, o.traceparent, o.payload::text AS payload, o.prev_hash, o.hash,
-      a.version::text AS head_version, a.last_hash AS head_hash
+  const select = `SELECT o.event_id::text, o.aggregate_type, o.aggregate_id, o.aggregate_version::text,
+      o.event_type, o.schema_version::text, to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+      o.actor_id, o.trace_id, o.correlation_id, o.causation_id, o.traceparent, o.payload::text, o.prev_hash, o.hash,
+      a.version::text, CASE WHEN a.version = o.aggregate_version THEN a.last_hash END
     FROM ${q}outbox o LEFT JOIN ${q}outbox_aggregates a ON a.aggregate_type = o.aggregate_type AND a.aggregate_id = o.aggregate_id`;
   const orderBy = 'ORDER BY o.aggregate_type, o.aggregate_id, o.aggregate_version';
 
@@ -94,72 +111,68 @@ export async function verifyChain(client: pg.ClientBase, options: VerifyChainOpt
     return undefined;
   };
 
-  let after: [string, string, string] | undefined;
+  const page = (after: [string, string, string] | undefined): Promise<Row[]> => {
+    const params: unknown[] = [];
+    const where: string[] = [];
+    if (options.aggregate) {
+      params.push(options.aggregate.type, options.aggregate.id);
+      where.push('o.aggregate_type = $1 AND o.aggregate_id = $2');
+    }
+    if (after) {
+      params.push(...after);
+      const n = params.length;
+      where.push(`(o.aggregate_type, o.aggregate_id, o.aggregate_version) > ($${n - 2}, $${n - 1}, $${n}::bigint)`);
+    }
+    params.push(batch);
+    const text = `${select} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ${orderBy} LIMIT $${params.length}`;
+    return client.query<Row>({ text, values: params, rowMode: 'array' }).then((r) => r.rows);
+  };
+
+  let pending: Promise<Row[]> | undefined;
   try {
+    pending = page(undefined);
     for (;;) {
-      const params: unknown[] = [];
-      const where: string[] = [];
-      if (options.aggregate) {
-        params.push(options.aggregate.type, options.aggregate.id);
-        where.push('o.aggregate_type = $1 AND o.aggregate_id = $2');
-      }
-      if (after) {
-        params.push(...after);
-        const n = params.length;
-        where.push(`(o.aggregate_type, o.aggregate_id, o.aggregate_version) > ($${n - 2}, $${n - 1}, $${n}::bigint)`);
-      }
-      params.push(batch);
-      const sql = `${select} ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ${orderBy} LIMIT $${params.length}`;
-      const { rows } = await client.query<Row>(sql, params);
+      const rows = await pending;
+      pending = undefined;
+      const last = rows[rows.length - 1];
+      // The next page is asked for before this one is hashed: PostgreSQL reads it while this process hashes.
+      if (last && rows.length >= batch) pending = page([last[1], last[2], last[3]]);
       for (const r of rows) {
-        const version = BigInt(r.aggregate_version);
-        if (!cur || cur.type !== r.aggregate_type || cur.id !== r.aggregate_id) {
+        const version = BigInt(r[3]);
+        if (!cur || cur.type !== r[1] || cur.id !== r[2]) {
           const broken = closeAggregate();
           if (broken) return done(broken);
-          cur = { type: r.aggregate_type, id: r.aggregate_id, version: 0n, hash: ZERO_HASH, head: { version: r.head_version, hash: r.head_hash } };
+          cur = { type: r[1], id: r[2], version: 0n, hash: ZERO_HASH, head: { version: r[15], hash: r[16] } };
         }
-        const link = (reason: string): VerifyChainResult =>
-          done({ aggregateType: r.aggregate_type, aggregateId: r.aggregate_id, version: Number(version), eventId: r.event_id, reason });
+        const link = (reason: string): VerifyChainResult => done({ aggregateType: r[1], aggregateId: r[2], version: Number(version), eventId: r[0], reason });
         if (version !== cur.version + 1n) {
           return version > cur.version + 1n
             ? done({
-                aggregateType: r.aggregate_type,
-                aggregateId: r.aggregate_id,
+                aggregateType: r[1],
+                aggregateId: r[2],
                 version: Number(cur.version + 1n),
                 eventId: null,
                 reason: `version ${cur.version + 1n} is missing (next stored version is ${version})`,
               })
             : link(`version ${version} follows version ${cur.version}`);
         }
-        if (!r.prev_hash.equals(cur.hash)) {
-          return link(`prev_hash ${r.prev_hash.toString('hex')} does not link to the hash of version ${cur.version} (${cur.hash.toString('hex')})`);
+        const prevHash = r[13];
+        const stored = r[14];
+        if (!prevHash.equals(cur.hash)) {
+          return link(`prev_hash ${prevHash.toString('hex')} does not link to the hash of version ${cur.version} (${cur.hash.toString('hex')})`);
         }
-        const hash = computeHash(r.prev_hash, {
-          eventId: r.event_id,
-          aggregateType: r.aggregate_type,
-          aggregateId: r.aggregate_id,
-          aggregateVersion: r.aggregate_version,
-          eventType: r.event_type,
-          schemaVersion: r.schema_version,
-          occurredAt: r.occurred_at,
-          actorId: r.actor_id,
-          traceId: r.trace_id,
-          correlationId: r.correlation_id,
-          causationId: r.causation_id,
-          traceparent: r.traceparent,
-          payload: r.payload,
-        });
+        const hash = createHash('sha256').update(prevHash).update(canonicalText(r), 'utf8').digest();
         checked++;
-        if (!hash.equals(r.hash)) {
-          return link(`hash mismatch: stored ${r.hash.toString('hex')}, recomputed ${hash.toString('hex')} (the event's content changed after it was written)`);
+        if (!hash.equals(stored)) {
+          return link(`hash mismatch: stored ${stored.toString('hex')}, recomputed ${hash.toString('hex')} (the event's content changed after it was written)`);
         }
         cur.version = version;
-        cur.hash = r.hash;
-        cur.head = { version: r.head_version, hash: r.head_hash }; // newest snapshot seen (rows and head agree within one)
+        cur.hash = stored;
+        // Newest snapshot seen (rows and head agree within one); the head's hash is read only on the row
+        // of the head's version (the only row it is compared with), which spares parsing it on every row.
+        cur.head = { version: r[15], hash: r[16] };
       }
-      const last = rows[rows.length - 1];
-      if (!last || rows.length < batch) break;
-      after = [last.aggregate_type, last.aggregate_id, last.aggregate_version];
+      if (!pending) break;
     }
     const broken = closeAggregate();
     if (broken) return done(broken);
@@ -180,11 +193,21 @@ export async function verifyChain(client: pg.ClientBase, options: VerifyChainOpt
     );
     const o = orphan.rows[0];
     if (o) {
-      return done({ aggregateType: o.aggregate_type, aggregateId: o.aggregate_id, version: 1, eventId: null, reason: `events 1..${o.version} are missing (the aggregate head is at version ${o.version})` });
+      return done({
+        aggregateType: o.aggregate_type,
+        aggregateId: o.aggregate_id,
+        version: 1,
+        eventId: null,
+        reason: `events 1..${o.version} are missing (the aggregate head is at version ${o.version})`,
+      });
     }
     return done();
   } catch (err) {
     if (err instanceof OutboxError) throw err;
-    throw new OutboxError(isTransientPgError(err) ? 'DB_UNAVAILABLE' : 'DB_REJECTED', `verifying the hash chain failed: ${errorMessage(err)}`, { cause: err });
+    throw pgFailure(err, 'verifying the hash chain failed');
+  } finally {
+    // A page still asked for when a broken link ended the walk early: wait for it, so that the client is
+    // free again when this returns, and ignore what it brings.
+    if (pending) await pending.catch(() => undefined);
   }
 }

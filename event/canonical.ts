@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { OutboxError } from '../core/errors';
 
 /**
@@ -10,11 +9,9 @@ import { OutboxError } from '../core/errors';
  * (NULL as `-,`): event_id, aggregate_type, aggregate_id, aggregate_version, event_type, schema_version,
  * occurred_at, actor_id, trace_id, correlation_id, causation_id, traceparent, payload.
  *
- * These functions are pure (no database): the verifier and the projector use them.
+ * These functions are pure (no database): the writer's verifier, the projector and the audit tools use
+ * them; event/hash-chain.ts computes and verifies the links.
  */
-
-/** prev_hash of an aggregate's first event. */
-export const ZERO_HASH: Buffer = Buffer.alloc(32);
 
 /** The fields that enter the hash, as stored (payload as its canonical jsonb text, see canonicalJsonb). */
 export interface ChainFields {
@@ -72,7 +69,7 @@ function netstring(value: string | null | undefined): Buffer {
   return Buffer.concat([Buffer.from(`${bytes.length}:`, 'latin1'), bytes, Buffer.from(',', 'latin1')]);
 }
 
-function integerText(field: string, v: number | bigint | string): string {
+export function integerText(field: string, v: number | bigint | string): string {
   if (typeof v === 'bigint') return v.toString();
   if (typeof v === 'number') {
     if (!Number.isSafeInteger(v)) invalid(field, `must be an integer, got ${v}`);
@@ -101,66 +98,6 @@ export function canonicalEncoding(fields: ChainFields): Buffer {
   ]);
 }
 
-/** A hash given as bytes, or as hex (optionally `\x`-prefixed, as PostgreSQL prints bytea). */
-export function toHashBuffer(value: Buffer | Uint8Array | string, field = 'hash'): Buffer {
-  if (typeof value === 'string') {
-    const hex = value.startsWith('\\x') ? value.slice(2) : value;
-    if (!/^[0-9a-fA-F]{64}$/.test(hex)) invalid(field, 'must be 32 bytes (64 hex digits)');
-    return Buffer.from(hex, 'hex');
-  }
-  const b = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  if (b.length !== 32) invalid(field, `must be 32 bytes, got ${b.length}`);
-  return b;
-}
-
-/** SHA-256(prevHash ‖ canonicalEncoding(fields)). */
-export function computeHash(prevHash: Buffer | Uint8Array | string, fields: ChainFields): Buffer {
-  return createHash('sha256').update(toHashBuffer(prevHash, 'prevHash')).update(canonicalEncoding(fields)).digest();
-}
-
-export interface LinkEvent extends ChainFields {
-  /** The event's stored hash. */
-  hash: Buffer | Uint8Array | string;
-  /** The event's stored prev_hash, if the message carries it. */
-  prevHash?: Buffer | Uint8Array | string | null;
-}
-
-export interface LinkResult {
-  ok: boolean;
-  /** The recomputed hash (the `previousHash` to pass for the aggregate's next event). */
-  hash: Buffer;
-  reason?: string;
-}
-
-/**
- * Verify one link of an aggregate's chain on arrival (e.g. in the projector, from the Kafka message's
- * fields). `previousHash` is the hash of the aggregate's previous event as the caller knows it (the
- * `hash` returned for that event). Pass null/undefined when it is not known: version 1 must then link
- * to the zero hash; a later version is checked only against the `prevHash` it carries (self-consistency:
- * the caller starts in the middle of a chain). Returns a value, never throws for a broken link; malformed
- * inputs (a hash that is not 32 bytes, a bad timestamp) throw OutboxError('PAYLOAD_INVALID').
- */
-export function verifyEventLink(previousHash: Buffer | Uint8Array | string | null | undefined, event: LinkEvent): LinkResult {
-  const version = BigInt(integerText('aggregateVersion', event.aggregateVersion));
-  const carried = event.prevHash === undefined || event.prevHash === null ? undefined : toHashBuffer(event.prevHash, 'prevHash');
-  const expectedPrev =
-    previousHash !== undefined && previousHash !== null ? toHashBuffer(previousHash, 'previousHash') : version === 1n ? ZERO_HASH : undefined;
-  const base = expectedPrev ?? carried;
-  if (base === undefined) {
-    throw new OutboxError('PAYLOAD_INVALID', `verifyEventLink needs previousHash or the event's prevHash for version ${version}`, { details: { field: 'prevHash' } });
-  }
-  const hash = computeHash(base, event);
-  if (version < 1n) return { ok: false, hash, reason: `aggregate_version must be 1 or more, got ${version}` };
-  if (expectedPrev !== undefined && carried !== undefined && !carried.equals(expectedPrev)) {
-    return { ok: false, hash, reason: `prev_hash ${carried.toString('hex')} does not link to the previous hash ${expectedPrev.toString('hex')}` };
-  }
-  const stored = toHashBuffer(event.hash, 'hash');
-  if (!stored.equals(hash)) {
-    return { ok: false, hash, reason: `hash mismatch: stored ${stored.toString('hex')}, recomputed ${hash.toString('hex')}` };
-  }
-  return { ok: true, hash };
-}
-
 // ---------------------------------------------------------------------------------------------------
 // jsonb text rendering
 
@@ -174,13 +111,27 @@ function jsonbString(s: string, path: string): string {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     switch (c) {
-      case 0x22: out += '\\"'; break;
-      case 0x5c: out += '\\\\'; break;
-      case 0x08: out += '\\b'; break;
-      case 0x0c: out += '\\f'; break;
-      case 0x0a: out += '\\n'; break;
-      case 0x0d: out += '\\r'; break;
-      case 0x09: out += '\\t'; break;
+      case 0x22:
+        out += '\\"';
+        break;
+      case 0x5c:
+        out += '\\\\';
+        break;
+      case 0x08:
+        out += '\\b';
+        break;
+      case 0x0c:
+        out += '\\f';
+        break;
+      case 0x0a:
+        out += '\\n';
+        break;
+      case 0x0d:
+        out += '\\r';
+        break;
+      case 0x09:
+        out += '\\t';
+        break;
       default:
         out += c < 0x20 ? `\\u${c.toString(16).padStart(4, '0')}` : s[i];
     }
