@@ -1,28 +1,13 @@
 import type { RelaySettings } from '../core/config';
+import type { EventEnvelope } from '../event/envelope';
 import type { PendingEvent } from './claim-batch';
-import type { EncodedEvent } from './publish-batch';
+import { encodedRecordBytes, type EncodedEvent } from './publish-batch';
 import { topicFor } from '../core/topics';
 
 /** What the relay needs from the schema layer (schemas/encode-event.ts provides it). */
 export interface EventEncoderPort {
   prepare(): Promise<void>;
-  encode(event: {
-    eventId: string;
-    eventType: string;
-    schemaVersion: number;
-    aggregateType: string;
-    aggregateId: string;
-    aggregateVersion: number;
-    occurredAt: string;
-    actorId: string;
-    traceId: string;
-    correlationId: string | null;
-    causationId: string | null;
-    traceparent: string | null;
-    hash: Buffer;
-    prevHash: Buffer;
-    payload: unknown;
-  }): Promise<{ ok: true; value: Buffer; schemaId: number } | { ok: false; reason: string; kind?: string }>;
+  encode(event: EventEnvelope): Promise<{ ok: true; value: Buffer; schemaId: number } | { ok: false; reason: string; kind?: string }>;
 }
 
 export interface Poison {
@@ -38,7 +23,7 @@ export interface Poison {
 export async function encodeBatch(
   encoder: EventEncoderPort,
   batch: PendingEvent[],
-  settings: Pick<RelaySettings, 'topicMap' | 'topicSuffix' | 'maxMessageBytes'>,
+  settings: Pick<RelaySettings, 'topicMap' | 'topicSuffix' | 'topicTemplate' | 'maxMessageBytes' | 'cloudEvents'>,
 ): Promise<{ encoded: EncodedEvent[]; poison: Poison[]; heldBack: number }> {
   const encoded: EncodedEvent[] = [];
   const poison: Poison[] = [];
@@ -51,10 +36,12 @@ export async function encodeBatch(
       continue;
     }
     const result = await encoder.encode(event);
-    if (result.ok && result.value.length > settings.maxMessageBytes) {
+    // The whole record counts against the broker's limit: key, value, headers and the batch header.
+    const bytes = result.ok ? encodedRecordBytes(event, result.value, settings) : 0;
+    if (result.ok && bytes > settings.maxMessageBytes) {
       poison.push({
         event,
-        reason: `encoded event is ${result.value.length} bytes, more than the broker accepts (OUTBOX_KAFKA_MAX_MESSAGE_BYTES=${settings.maxMessageBytes})`,
+        reason: `the record is ${bytes} bytes, more than the broker accepts (OUTBOX_KAFKA_MAX_MESSAGE_BYTES=${settings.maxMessageBytes}): key, headers, batch header and a value of ${result.value.length} bytes`,
       });
       blocked.add(aggregate);
     } else if (result.ok) {

@@ -1,5 +1,6 @@
 import type { Admin } from 'kafkajs';
 import type { Logger } from '../core/logger';
+import { replicationConfigEntries, replicationMismatches, reportReplicationMismatches, resolveReplication, type ReplicationSettings, type TopicReplication } from '../core/topics';
 
 /**
  * Topics the relay publishes to, created when missing with the configured partition count and
@@ -11,8 +12,10 @@ export class TopicDirectory {
 
   constructor(
     private readonly admin: Admin,
-    private readonly options: { partitions: number; logger: Logger },
+    private readonly options: { partitions: number; logger: Logger; replication?: ReplicationSettings },
   ) {}
+
+  private replication: TopicReplication | undefined;
 
   partitionCount(topic: string): number | undefined {
     return this.partitions.get(topic);
@@ -24,21 +27,32 @@ export class TopicDirectory {
     if (missing.length === 0) return;
     const existing = new Set(await this.admin.listTopics());
     const toCreate = missing.filter((t) => !existing.has(t));
+    this.replication ??= await resolveReplication(this.admin, this.options.replication ?? {});
+    const replication = this.replication;
+    reportReplicationMismatches(
+      this.options.logger,
+      await replicationMismatches(
+        this.admin,
+        missing.filter((t) => existing.has(t)),
+        replication,
+      ),
+    );
     if (toCreate.length > 0) {
       await this.admin.createTopics({
         waitForLeaders: true,
         topics: toCreate.map((topic) => ({
           topic,
           numPartitions: this.options.partitions,
-          replicationFactor: -1, // the broker's default.replication.factor
+          replicationFactor: replication.replicationFactor,
           configEntries: [
+            ...replicationConfigEntries(replication),
             { name: 'retention.ms', value: '-1' },
             { name: 'retention.bytes', value: '-1' },
             { name: 'cleanup.policy', value: 'delete' },
           ],
         })),
       });
-      this.options.logger.info({ topics: toCreate, partitions: this.options.partitions }, 'created topics');
+      this.options.logger.info({ topics: toCreate, partitions: this.options.partitions, ...replication }, 'created topics');
     }
     const meta = await this.admin.fetchTopicMetadata({ topics: missing });
     for (const t of meta.topics) this.partitions.set(t.name, t.partitions.length);

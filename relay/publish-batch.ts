@@ -1,4 +1,7 @@
+import type { Span } from '@opentelemetry/api';
 import { Partitioners, type Message, type PartitionMetadata, type Producer } from 'kafkajs';
+import { endSpans, headerTraceparent, startMessagingSpan } from '../core/tracing';
+import { envelopeHeaders, EVENT_HEADERS } from '../event/headers';
 import type { PendingEvent } from './claim-batch';
 import type { Delivery } from './mark-delivered';
 
@@ -7,13 +10,6 @@ export interface EncodedEvent {
   topic: string;
   value: Buffer;
 }
-
-/**
- * Bytes of one partition's records in one produce request. The broker refuses a record batch larger
- * than message.max.bytes (1 MiB by default), so a claimed batch is sent as several requests when its
- * records for one partition would exceed this. Requests are still sent one after the other.
- */
-export const DEFAULT_MAX_PARTITION_BYTES = 900_000;
 
 const partitioner = Partitioners.DefaultPartitioner();
 const metadataCache = new Map<number, PartitionMetadata[]>();
@@ -28,113 +24,164 @@ export function partitionFor(topic: string, key: Buffer, partitions: number): nu
   return partitioner({ topic, partitionMetadata: metadata, message: { key, value: null } });
 }
 
-/** Kafka headers carried by every message: the event's metadata, readable without decoding the value. */
-export function eventHeaders(e: PendingEvent): Record<string, string> {
-  const h: Record<string, string> = {
-    event_id: e.eventId,
-    event_type: e.eventType,
-    schema_version: String(e.schemaVersion),
-    aggregate_type: e.aggregateType,
-    aggregate_id: e.aggregateId,
-    aggregate_version: String(e.aggregateVersion),
-    actor_id: e.actorId,
-    trace_id: e.traceId,
-    occurred_at: e.occurredAt,
-    hash: e.hash.toString('hex'),
-    prev_hash: e.prevHash.toString('hex'),
-    traceparent: e.traceparent ?? defaultTraceparent(e.traceId, e.eventId),
-  };
-  if (e.correlationId !== null) h.correlation_id = e.correlationId;
-  if (e.causationId !== null) h.causation_id = e.causationId;
+/** How records are dressed beyond the event's own headers (RelaySettings.cloudEvents). */
+export interface RecordFormat {
+  cloudEvents?: { source: string } | undefined;
+  /** Start an OpenTelemetry producer span per record (a no-op without an SDK). */
+  trace?: boolean;
+}
+
+/**
+ * Kafka headers carried by every message: the event's metadata (event/headers.ts), readable without
+ * decoding the value; with `format.cloudEvents`, also the CloudEvents Kafka binary-mode attributes.
+ */
+export function eventHeaders(e: PendingEvent, format: RecordFormat = {}, span?: Span): Record<string, string> {
+  const h = envelopeHeaders(e);
+  // The producer span's context when there is one (the consumer's span becomes its child), else the
+  // context the writer stored; none is made up.
+  const traceparent = headerTraceparent(span, e.traceparent);
+  if (traceparent !== null) h[EVENT_HEADERS.traceparent] = traceparent;
+  else delete h[EVENT_HEADERS.traceparent];
+  if (format.cloudEvents) Object.assign(h, cloudEventHeaders(e, format.cloudEvents.source));
   return h;
 }
 
 /**
- * W3C traceparent for an event written without one: version 00, the event's trace id (when it is a
- * 32-hex-digit W3C trace id), a parent id derived from the event id, sampled.
+ * CloudEvents 1.0 attributes in Kafka binary content mode: the value stays the Avro record (Confluent
+ * wire format), the attributes are `ce_`-prefixed headers and the data content type is `content-type`.
  */
-function defaultTraceparent(traceId: string, eventId: string): string {
-  const trace = /^[0-9a-f]{32}$/.test(traceId) && !/^0+$/.test(traceId) ? traceId : eventId.replace(/-/g, '');
-  const parent = eventId.replace(/-/g, '').slice(0, 16);
-  return `00-${trace}-${parent}-01`;
+export function cloudEventHeaders(e: PendingEvent, source: string): Record<string, string> {
+  return {
+    ce_specversion: '1.0',
+    ce_id: e.eventId,
+    ce_source: source,
+    ce_type: e.eventType,
+    ce_time: e.occurredAt.toISOString(),
+    ce_subject: `${e.aggregateType}/${e.aggregateId}`,
+    'content-type': 'application/avro',
+  };
 }
 
-interface Outgoing {
+/** One record ready to send, with where it goes. */
+export interface Outgoing {
   id: string;
   topic: string;
   partition: number;
   message: Message;
+  /** Its size in a record batch of its own (see recordBytes). */
   bytes: number;
+  /** The producer span of this attempt to publish it (format.trace). */
+  span?: Span;
 }
 
-/** Approximate record size: key, value and headers (what counts against the broker's batch limit). */
-function recordBytes(key: Buffer, value: Buffer, headers: Record<string, string>): number {
-  let n = key.length + value.length + 24;
-  for (const [k, v] of Object.entries(headers)) n += k.length + Buffer.byteLength(v) + 4;
-  return n;
-}
+/** Bytes of a record batch's header (magic v2: offsets, CRC, producer id/epoch, sequence, count). */
+export const RECORD_BATCH_OVERHEAD = 61;
 
-/** Messages and where they go, in claim order. */
-export function prepareMessages(batch: EncodedEvent[], partitionCount: (topic: string) => number): Outgoing[] {
-  return batch.map(({ event, topic, value }) => {
-    const key = Buffer.from(event.aggregateId, 'utf8');
-    const headers = eventHeaders(event);
-    const partition = partitionFor(topic, key, partitionCount(topic));
-    return { id: event.id, topic, partition, message: { key, value, partition, headers }, bytes: recordBytes(key, value, headers) };
-  });
-}
-
-/** Split messages (in order) into requests whose bytes per partition stay under the limit. */
-export function chunkBySize(messages: Outgoing[], maxPartitionBytes: number): Outgoing[][] {
-  const chunks: Outgoing[][] = [];
-  let current: Outgoing[] = [];
-  let sizes = new Map<string, number>();
-  for (const m of messages) {
-    const key = `${m.topic}/${m.partition}`;
-    const size = (sizes.get(key) ?? 0) + m.bytes;
-    if (size > maxPartitionBytes && current.length > 0) {
-      chunks.push(current);
-      current = [];
-      sizes = new Map();
-    }
-    current.push(m);
-    sizes.set(key, (sizes.get(key) ?? 0) + m.bytes);
+/** Bytes of a zig-zag varint (Kafka record fields). */
+function varintBytes(n: number): number {
+  let z = n >= 0 ? n * 2 : -n * 2 - 1;
+  let bytes = 1;
+  while (z >= 128) {
+    z = Math.floor(z / 128);
+    bytes += 1;
   }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  return bytes;
 }
 
 /**
- * Send a claimed batch and return what the broker acknowledged. Each request is a single `send` call and
- * the next starts only after the previous was acknowledged (never two in flight on the idempotent
- * producer: concurrent sends can lose messages, kafkajs#1005). Partitions are chosen here with the
- * Java-compatible murmur2 partitioner so each message's offset is known from its partition's base
- * offset; messages of one aggregate share a key, a partition, and keep their order. If a later request
- * fails, the earlier ones' deliveries are lost to the caller: those events are published again
- * (at-least-once, same event_id).
+ * The size of a record (Kafka's record format v2) with its key, value and headers, plus the header of a
+ * record batch, as the broker measures it against message.max.bytes when the record is alone in its
+ * batch. Timestamp and offset deltas are counted at their widest (10 and 5 bytes).
  */
-export async function publishBatch(
-  producer: Producer,
-  batch: EncodedEvent[],
-  partitionCount: (topic: string) => number,
-  timeoutMs: number,
-  maxPartitionBytes: number = DEFAULT_MAX_PARTITION_BYTES,
-): Promise<Delivery[]> {
-  const deliveries: Delivery[] = [];
-  for (const chunk of chunkBySize(prepareMessages(batch, partitionCount), maxPartitionBytes)) {
-    deliveries.push(...(await sendChunk(producer, chunk, timeoutMs)));
+export function recordBytes(key: Buffer, value: Buffer, headers: Record<string, string>): number {
+  let body = 1 + 10 + 5 + varintBytes(key.length) + key.length + varintBytes(value.length) + value.length;
+  const entries = Object.entries(headers);
+  body += varintBytes(entries.length);
+  for (const [k, v] of entries) {
+    const kb = Buffer.byteLength(k);
+    const vb = Buffer.byteLength(v);
+    body += varintBytes(kb) + kb + varintBytes(vb) + vb;
   }
-  return deliveries;
+  return RECORD_BATCH_OVERHEAD + varintBytes(body) + body;
 }
 
-async function sendChunk(producer: Producer, chunk: Outgoing[], timeoutMs: number): Promise<Delivery[]> {
+/** The record size of an encoded event as it will be published (key, value, headers, batch header). */
+export function encodedRecordBytes(event: PendingEvent, value: Buffer, format: RecordFormat = {}): number {
+  // Measured with the stored traceparent. A producer span may add one to an event stored without it
+  // (55 bytes); a record that then outgrows the broker's limit is refused by the broker and parked.
+  return recordBytes(Buffer.from(event.aggregateId, 'utf8'), value, eventHeaders(event, format));
+}
+
+/**
+ * Messages and where they go, in claim order. The record timestamp is the event's occurred_at (event
+ * time: a consumer seeking by timestamp, such as `rebuild --from-timestamp`, seeks by when things happened).
+ */
+export function prepareMessages(batch: EncodedEvent[], partitionCount: (topic: string) => number, format: RecordFormat = {}): Outgoing[] {
+  return batch.map(({ event, topic, value }) => {
+    const key = Buffer.from(event.aggregateId, 'utf8');
+    const partition = partitionFor(topic, key, partitionCount(topic));
+    const span = format.trace
+      ? startMessagingSpan({
+          operation: 'send',
+          topic,
+          parent: event.traceparent,
+          eventId: event.eventId,
+          key: event.aggregateId,
+          partition,
+          attributes: { 'kafka_outbox.aggregate_type': event.aggregateType, 'kafka_outbox.aggregate_version': String(event.aggregateVersion) },
+        })
+      : undefined;
+    const headers = eventHeaders(event, format, span);
+    const timestamp = String(event.occurredAt.getTime());
+    return { id: event.id, topic, partition, message: { key, value, partition, headers, timestamp }, bytes: recordBytes(key, value, headers), ...(span ? { span } : {}) };
+  });
+}
+
+/**
+ * Split messages (in order) into requests whose bytes per partition stay under the limit. Messages
+ * whose id is in `alone` get a request of their own (to find out which one a broker refuses).
+ */
+export function chunkBySize(messages: Outgoing[], maxPartitionBytes: number, alone: ReadonlySet<string> = new Set()): Outgoing[][] {
+  const chunks: Outgoing[][] = [];
+  let current: Outgoing[] = [];
+  let sizes = new Map<string, number>();
+  const flush = (): void => {
+    if (current.length > 0) chunks.push(current);
+    current = [];
+    sizes = new Map();
+  };
+  for (const m of messages) {
+    if (alone.has(m.id)) {
+      flush();
+      chunks.push([m]);
+      continue;
+    }
+    const key = `${m.topic}/${m.partition}`;
+    const size = (sizes.get(key) ?? 0) + m.bytes;
+    if (size > maxPartitionBytes && current.length > 0) flush();
+    current.push(m);
+    sizes.set(key, (sizes.get(key) ?? 0) + m.bytes);
+  }
+  flush();
+  return chunks;
+}
+
+/** What a chunk is sent with: the producer, or a transaction of it. */
+export type ProduceTarget = Pick<Producer, 'sendBatch'>;
+
+/**
+ * Send one request and return what the broker acknowledged. Partitions were chosen with the
+ * Java-compatible murmur2 partitioner (prepareMessages), so each message's offset follows from its
+ * partition's base offset; messages of one aggregate share a key and a partition, and keep their order.
+ */
+export async function sendChunk(target: ProduceTarget, chunk: Outgoing[], timeoutMs: number): Promise<Delivery[]> {
   const byTopic = new Map<string, Message[]>();
   for (const m of chunk) {
     const list = byTopic.get(m.topic) ?? [];
     list.push(m.message);
     byTopic.set(m.topic, list);
   }
-  const acks = await producer.sendBatch({ topicMessages: [...byTopic.entries()].map(([topic, messages]) => ({ topic, messages })), acks: -1, timeout: timeoutMs });
+  const acks = await target.sendBatch({ topicMessages: [...byTopic.entries()].map(([topic, messages]) => ({ topic, messages })), acks: -1, timeout: timeoutMs });
   const base = new Map<string, bigint>();
   for (const r of acks) {
     if (r.errorCode !== 0) throw new Error(`broker rejected ${r.topicName}/${r.partition} with error code ${r.errorCode}`);
@@ -149,4 +196,22 @@ async function sendChunk(producer: Producer, chunk: Outgoing[], timeoutMs: numbe
     next.set(key, k + 1n);
     return { id: m.id, topic: m.topic, partition: m.partition, offset: (b + k).toString() };
   });
+}
+
+/**
+ * End the producer spans of one publication attempt: acknowledged records with their offset, the others
+ * with `error` (or "not acknowledged" when the attempt stopped before them).
+ */
+export function finishSpans(outgoing: Outgoing[], sent: Delivery[], error?: unknown): void {
+  const acked = new Map(sent.map((d) => [d.id, d]));
+  for (const o of outgoing) {
+    if (!o.span) continue;
+    const d = acked.get(o.id);
+    if (d) {
+      o.span.setAttribute('messaging.kafka.offset', Number(d.offset));
+      endSpans([o.span]);
+    } else {
+      endSpans([o.span], error ?? new Error('not acknowledged in this attempt'));
+    }
+  }
 }

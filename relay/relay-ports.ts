@@ -1,0 +1,23 @@
+import type { RelayStage } from './relay-step';
+
+/** Hooks for metrics; every method is optional. */
+export interface RelayObserver {
+  /** `latenciesMs[i]` (commit → ack) and `topics[i]` belong to the same published event. */
+  published?(count: number, latenciesMs: number[], topics?: string[]): void;
+  parked?(eventId: string, reason: string): void;
+  failed?(stage: RelayStage, err: unknown): void;
+  leadership?(isLeader: boolean): void;
+  /** The loop goes round (liveness: core/lifecycle.ts createLiveness). */
+  heartbeat?(): void;
+}
+
+/** What the loop needs from leadership (acquire-leadership.ts implements it). */
+export interface LeadershipPort {
+  readonly isLeader: boolean;
+  /** `<database>.<schema>` of the outbox, known once connected. */
+  readonly outboxName: string | undefined;
+  tryAcquire(): Promise<boolean>;
+  /** Throws OutboxError('FENCED') when this instance no longer holds leadership. */
+  verify(): Promise<void>;
+  release(): Promise<void>;
+}
