@@ -1,11 +1,13 @@
+import { context, trace, type Span } from '@opentelemetry/api';
 import type pg from 'pg';
 import { errorMessage } from '../core/errors';
+import { endSpans, startMessagingSpan } from '../core/tracing';
 import type { Logger } from '../core/logger';
 import { ident } from '../core/pg';
 import type { DeadLetter } from './dead-letter';
 import type { DecodedMessage } from './decode-message';
 import { generationSchema, liveLockKey } from './ensure-generation';
-import { isTransient } from './retry-transient';
+import { isRetriable } from '../core/retry';
 import type { ApplyContext, BatchRejection, ProjectedEvent, Projection } from './types';
 
 export interface ApplyTarget {
@@ -15,7 +17,16 @@ export interface ApplyTarget {
   generation: 'live' | number;
   snapshotEvery: number;
   logger: Logger;
+  /**
+   * How many offsets below a partition's checkpoint the applied event_ids are remembered, to skip an
+   * event re-published at a new offset (the relay re-sends only what it had just published). Older
+   * ones are deleted, so the table stays bounded. Default DUPLICATE_WINDOW.
+   */
+  duplicateWindow?: number;
 }
+
+/** Default of ApplyTarget.duplicateWindow: far more than a relay re-publishes at once. */
+export const DUPLICATE_WINDOW = 100_000;
 
 /** Advisory lock a shadow generation's applies take (shared); a dry-run comparison takes it exclusively to freeze the shadow. */
 export function shadowLockKey(outboxSchema: string, projection: string, generation: number): string {
@@ -32,8 +43,29 @@ export interface ApplyResult {
   skippedDuplicates: number;
   /** Dead letters recorded and published by this call. */
   deadLettered: DeadLetter[];
-  /** Largest offset of the batch, now the stored checkpoint (null when the batch was empty). */
+  /** Largest offset of the batch, now the stored checkpoint (null when the batch was empty or refused). */
   lastOffset: bigint | null;
+  /** Set when the batch was refused: it starts at `first` but the checkpoint is at `expected` - 1. */
+  gap?: { expected: bigint; first: bigint };
+}
+
+export interface ApplyBatch {
+  pool: pg.Pool;
+  target: ApplyTarget;
+  topic: string;
+  partition: number;
+  /** The partition's messages, in offset order. */
+  messages: DecodedMessage[];
+  /** Publishes dead letters (before the commit). */
+  publish: (letters: DeadLetter[]) => Promise<void>;
+  /**
+   * The offset from which the caller read the partition without a hole (the fetch offset of the
+   * Kafka batch, or the offset after the previous chunk of it). Offsets missing between it and the
+   * first message are not in the log (transaction markers, compaction). Unknown: undefined.
+   */
+  readFrom?: bigint;
+  /** Apply event by event, each in a savepoint (after the batch failed with a non-transient error). */
+  perEvent?: boolean;
 }
 
 /**
@@ -42,21 +74,19 @@ export interface ApplyResult {
  * message takes effect exactly once however often Kafka redelivers it. Messages at or below the stored
  * offset, and events whose event_id was applied before, are skipped. Dead letters are published
  * (`publish`) before the commit: a crash in between republishes them, never loses them.
+ *
+ * A batch whose first new offset is past the checkpoint + 1, and that was not read from the checkpoint
+ * + 1 or earlier (`readFrom`), was fetched from somewhere else (Kafka's committed offset, ahead of a
+ * restored database): it is refused (nothing applied, `gap` returned) and the caller seeks back.
  * Transient failures are thrown (the caller retries the batch); nothing else is.
  */
-export async function applyAndCheckpoint(
-  pool: pg.Pool,
-  target: ApplyTarget,
-  topic: string,
-  partition: number,
-  messages: DecodedMessage[],
-  publish: (letters: DeadLetter[]) => Promise<void>,
-  perEvent = false,
-): Promise<ApplyResult> {
+export async function applyAndCheckpoint(batch: ApplyBatch): Promise<ApplyResult> {
+  const { pool, target, topic, partition, messages, publish, perEvent = false } = batch;
   const { projection, outboxSchema, logger } = target;
   const o = ident(outboxSchema);
   const client = await pool.connect();
   let released = false;
+  let spans = new Map<ProjectedEvent, Span>();
   try {
     const lockKey = target.generation === 'live' ? liveLockKey(outboxSchema, projection.name) : shadowLockKey(outboxSchema, projection.name, target.generation);
     // One round trip: BEGIN and the projection's shared lock (a swap holds it exclusively).
@@ -83,15 +113,28 @@ export async function applyAndCheckpoint(
       await client.query('COMMIT');
       return result;
     }
+    const expected = stored + 1n;
+    const first = fresh[0]!.offset;
+    if (first > expected && (batch.readFrom === undefined || batch.readFrom > expected)) {
+      await client.query('ROLLBACK');
+      result.skippedOffsets = 0;
+      result.gap = { expected, first };
+      logger.warn(
+        { projection: projection.name, generation, topic, partition, checkpoint: stored.toString(), firstOffset: first.toString(), readFrom: batch.readFrom?.toString() },
+        `batch refused: it starts at offset ${first} but the checkpoint is at ${stored}; seeking back to ${expected}`,
+      );
+      return result;
+    }
 
     // Known event_ids are skipped (a re-published event at a new offset).
-    const okIds = fresh.flatMap((m) => (m.ok ? [m.item.event.eventId] : []));
+    const ok = fresh.flatMap((m) => (m.ok ? [m] : []));
     const firstTime = new Set<string>();
-    if (okIds.length > 0) {
+    if (ok.length > 0) {
       const ins = await client.query<{ event_id: string }>(
-        `INSERT INTO ${o}.projector_seen_events (projection, generation, event_id) SELECT $1, $2, unnest($3::text[])
+        `INSERT INTO ${o}.projector_seen_events (projection, generation, event_id, topic, partition, "offset")
+         SELECT $1, $2, e, $4, $5, x.o FROM unnest($3::text[], $6::bigint[]) AS x(e, o)
          ON CONFLICT DO NOTHING RETURNING event_id`,
-        [projection.name, generation, okIds],
+        [projection.name, generation, ok.map((m) => m.item.event.eventId), topic, partition, ok.map((m) => m.offset.toString())],
       );
       for (const r of ins.rows) firstTime.add(r.event_id);
     }
@@ -114,7 +157,10 @@ export async function applyAndCheckpoint(
       rebuilding: target.generation !== 'live',
       snapshotEvery: target.snapshotEvery,
     };
-    const rejections = await runHandlers(client, projection, events, ctx, perEvent);
+    // One consumer span per event, a child of the producer's (the record's traceparent), around its
+    // handler; ended when the checkpoint transaction commits or fails.
+    spans = new Map(events.map((e) => [e, processSpan(e, projection.name, generation)]));
+    const rejections = await runHandlers({ client, projection, events, ctx, perEvent, spans });
     result.applied = events.length;
 
     const letters: DeadLetter[] = [];
@@ -143,28 +189,36 @@ export async function applyAndCheckpoint(
       const toPublish = letters.filter((d) => isNew.has(`${d.source.topic}/${d.source.partition}/${d.source.offset}/${d.projection}`));
       if (toPublish.length > 0) {
         await publish(toPublish);
-        for (const d of toPublish) logger.warn({ projection: projection.name, topic: d.source.topic, partition: d.source.partition, offset: d.source.offset, kind: d.kind, reason: d.reason }, 'message sent to the dead-letter topic');
+        for (const d of toPublish)
+          logger.warn(
+            { projection: projection.name, topic: d.source.topic, partition: d.source.partition, offset: d.source.offset, kind: d.kind, reason: d.reason },
+            'message sent to the dead-letter topic',
+          );
       }
       result.deadLettered = toPublish;
     }
 
     const last = messages.reduce((a, m) => (m.offset > a ? m.offset : a), stored);
+    // The event_ids applied far below the new checkpoint are forgotten (see duplicateWindow).
+    const forgetBelow = last - BigInt(target.duplicateWindow ?? DUPLICATE_WINDOW);
+    const where = `projection = ${client.escapeLiteral(projection.name)} AND generation = ${generation} AND topic = ${client.escapeLiteral(topic)} AND partition = ${partition}`;
     await client.query(
-      `UPDATE ${o}.projector_offsets SET last_offset = ${last.toString()}, updated_at = now()
-        WHERE projection = ${client.escapeLiteral(projection.name)} AND generation = ${generation} AND topic = ${client.escapeLiteral(topic)} AND partition = ${partition};
+      `${forgetBelow > 0n ? `DELETE FROM ${o}.projector_seen_events WHERE ${where} AND "offset" < ${forgetBelow.toString()};\n` : ''}UPDATE ${o}.projector_offsets SET last_offset = ${last.toString()}, updated_at = now() WHERE ${where};
        COMMIT`,
     );
     result.lastOffset = last;
+    endSpans(spans.values());
     return result;
   } catch (err) {
+    endSpans(spans.values(), err);
     await client.query('ROLLBACK').catch(() => undefined);
     if (err instanceof BatchFailed) {
       client.release();
       released = true;
       target.logger.debug({ projection: projection.name, err: err.cause }, 'batch apply failed; applying event by event');
-      return applyAndCheckpoint(pool, target, topic, partition, messages, publish, true);
+      return applyAndCheckpoint({ ...batch, perEvent: true });
     }
-    if (isTransient(err)) {
+    if (isRetriable(err)) {
       // The connection may be broken: do not return it to the pool.
       client.release(err instanceof Error ? err : true);
       released = true;
@@ -187,7 +241,21 @@ class BatchFailed extends Error {
  * that throws a non-transient error the whole transaction is redone (`perEvent`) event by event, each
  * in its own savepoint, so that only the failing events are rejected.
  */
-async function runHandlers(client: pg.PoolClient, projection: Projection, events: ProjectedEvent[], ctx: ApplyContext, perEvent: boolean): Promise<BatchRejection[]> {
+interface RunHandlers {
+  client: pg.PoolClient;
+  projection: Projection;
+  events: ProjectedEvent[];
+  ctx: ApplyContext;
+  /** Event by event, each in its own savepoint (the redo after a failed batch). */
+  perEvent: boolean;
+  spans: ReadonlyMap<ProjectedEvent, Span>;
+}
+
+async function runHandlers({ client, projection, events, ctx, perEvent, spans }: RunHandlers): Promise<BatchRejection[]> {
+  const handle = (e: ProjectedEvent, handler: NonNullable<Projection['handlers'][string]>) => {
+    const span = spans.get(e);
+    return span ? context.with(trace.setSpan(context.active(), span), () => handler(e, ctx)) : handler(e, ctx);
+  };
   if (events.length === 0) return [];
   if (!perEvent) {
     try {
@@ -197,12 +265,12 @@ async function runHandlers(client: pg.PoolClient, projection: Projection, events
         const e = events[i]!;
         const handler = projection.handlers[e.event.eventType];
         if (!handler) continue;
-        const r = await handler(e, ctx);
+        const r = await handle(e, handler);
         if (r && 'rejected' in r) rejections.push({ index: i, reason: r.rejected });
       }
       return rejections;
     } catch (err) {
-      if (isTransient(err)) throw err;
+      if (isRetriable(err)) throw err;
       throw new BatchFailed(err);
     }
   }
@@ -213,7 +281,7 @@ async function runHandlers(client: pg.PoolClient, projection: Projection, events
     if (!handler) continue;
     await client.query('SAVEPOINT projector_event');
     try {
-      const r = await handler(e, ctx);
+      const r = await handle(e, handler);
       if (r && 'rejected' in r) {
         await client.query('ROLLBACK TO SAVEPOINT projector_event');
         rejections.push({ index: i, reason: r.rejected });
@@ -221,10 +289,26 @@ async function runHandlers(client: pg.PoolClient, projection: Projection, events
         await client.query('RELEASE SAVEPOINT projector_event');
       }
     } catch (err) {
-      if (isTransient(err)) throw err;
+      if (isRetriable(err)) throw err;
       await client.query('ROLLBACK TO SAVEPOINT projector_event');
       rejections.push({ index: i, reason: `handler for ${e.event.eventType} failed: ${errorMessage(err)}` });
     }
   }
   return rejections;
+}
+
+/** The consumer span of one event: `process <topic>`, a child of the context in its traceparent header. */
+function processSpan(e: ProjectedEvent, projection: string, generation: number): Span {
+  const raw = e.source.headers.traceparent;
+  const parent = Buffer.isBuffer(raw) ? raw.toString('utf8') : typeof raw === 'string' ? raw : null;
+  return startMessagingSpan({
+    operation: 'process',
+    topic: e.source.topic,
+    parent,
+    eventId: e.event.eventId,
+    key: e.event.aggregateId,
+    partition: e.source.partition,
+    offset: e.source.offset,
+    attributes: { 'kafka_outbox.projection': projection, 'kafka_outbox.generation': generation, 'kafka_outbox.event_type': e.event.eventType },
+  });
 }

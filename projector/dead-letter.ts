@@ -1,5 +1,8 @@
 import type { Admin, IHeaders, Producer } from 'kafkajs';
 import { errorMessage, OutboxError } from '../core/errors';
+import type { Logger } from '../core/logger';
+import { backoffDelay, isRetriable, sleep } from '../core/retry';
+import { replicationConfigEntries, replicationMismatches, reportReplicationMismatches, resolveReplication, type ReplicationSettings, type TopicReplication } from '../core/topics';
 import type { DeadLetterKind } from './decode-message';
 import type { SourceMessage } from './types';
 
@@ -55,15 +58,39 @@ export async function publishDeadLetters(producer: Producer, letters: DeadLetter
   }
 }
 
-/** Create the dead-letter topics of `topics` if missing (1 partition each). */
-export async function ensureDeadLetterTopics(admin: Admin, topics: string[], replicationFactor = 1): Promise<void> {
-  const existing = new Set(await admin.listTopics());
-  const missing = topics.map(dlqTopicOf).filter((t) => !existing.has(t));
-  if (missing.length === 0) return;
-  try {
-    await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: 1, replicationFactor })) });
-  } catch (err) {
-    // Created concurrently by another projector: fine.
-    if (!/already exists/i.test(errorMessage(err))) throw new OutboxError('KAFKA_UNAVAILABLE', `creating dead-letter topics failed: ${errorMessage(err)}`, { cause: err });
+/**
+ * Create the dead-letter topics of `topics` if missing (1 partition each). A topic just created may not
+ * have its leader yet (the broker answers "does not host this topic-partition"): transient errors are
+ * retried a few times with backoff.
+ */
+export async function ensureDeadLetterTopics(admin: Admin, topics: string[], options: { replication?: ReplicationSettings; logger?: Logger } = {}): Promise<void> {
+  let replication: TopicReplication | undefined;
+  for (let attempt = 1; ; attempt++) {
+    const existing = new Set(await admin.listTopics());
+    const wanted = topics.map(dlqTopicOf);
+    const missing = wanted.filter((t) => !existing.has(t));
+    replication ??= await resolveReplication(admin, options.replication ?? {});
+    if (attempt === 1 && options.logger)
+      reportReplicationMismatches(
+        options.logger,
+        await replicationMismatches(
+          admin,
+          wanted.filter((t) => existing.has(t)),
+          replication,
+        ),
+      );
+    if (missing.length === 0) return;
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({ topic, numPartitions: 1, replicationFactor: replication!.replicationFactor, configEntries: replicationConfigEntries(replication!) })),
+      });
+      return;
+    } catch (err) {
+      // Created concurrently by another projector: fine.
+      if (/already exists/i.test(errorMessage(err))) return;
+      if (!isRetriable(err) || attempt >= 8) throw new OutboxError('KAFKA_UNAVAILABLE', `creating dead-letter topics failed: ${errorMessage(err)}`, { cause: err });
+      await sleep(backoffDelay(attempt, { maxMs: 2000 }));
+    }
   }
 }

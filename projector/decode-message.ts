@@ -1,11 +1,9 @@
 import type { KafkaMessage } from 'kafkajs';
-import type { DecodedEvent } from '../schemas/types';
+import type { DecodedEvent } from '../event/envelope';
 import type { ProjectedEvent, SourceMessage } from './types';
 
 /** What schemas/decode-event.ts `createEventDecoder(...).decode` returns (throws REGISTRY_UNAVAILABLE when the registry is down). */
-export type DecodeOutcome =
-  | { ok: true; schemaId: number; event: DecodedEvent }
-  | { ok: false; kind: 'bad_magic' | 'unknown_schema_id' | 'undecodable'; reason: string };
+export type DecodeOutcome = { ok: true; schemaId: number; event: DecodedEvent } | { ok: false; kind: 'bad_magic' | 'unknown_schema_id' | 'undecodable'; reason: string };
 
 export interface EventDecoderLike {
   decode(buffer: Buffer): Promise<DecodeOutcome>;
@@ -14,9 +12,7 @@ export interface EventDecoderLike {
 export type DeadLetterKind = 'bad_magic' | 'unknown_schema_id' | 'undecodable' | 'handler_rejected';
 
 /** A message of a batch after decoding: an event to project, or a message for the dead-letter topic. */
-export type DecodedMessage =
-  | { ok: true; offset: bigint; item: ProjectedEvent }
-  | { ok: false; offset: bigint; source: SourceMessage; kind: DeadLetterKind; reason: string };
+export type DecodedMessage = { ok: true; offset: bigint; item: ProjectedEvent } | { ok: false; offset: bigint; source: SourceMessage; kind: DeadLetterKind; reason: string };
 
 export function toSource(topic: string, partition: number, m: KafkaMessage): SourceMessage {
   return { topic, partition, offset: m.offset, key: m.key ?? null, value: m.value ?? null, headers: m.headers ?? {}, timestamp: m.timestamp };

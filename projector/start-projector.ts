@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Admin, Kafka, Producer } from 'kafkajs';
+import { Partitioners, type Admin, type Kafka, type Producer } from 'kafkajs';
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import type { OutboxConfig } from '../core/config';
@@ -15,37 +15,68 @@ import { consumeBatches, type RunningConsumer } from './consume-batch';
 import { ensureDeadLetterTopics } from './dead-letter';
 import type { EventDecoderLike } from './decode-message';
 import { ensureLiveGeneration } from './ensure-generation';
-import { builtInReducers } from './load-aggregate';
 import { projectorMetrics, type ProjectorMetrics } from './metrics';
-import { backoffMs, sleep } from './retry-transient';
+import { backoffDelay, sleep } from '../core/retry';
 import { createAuditLogProjection } from './projections/audit-log';
-import { createUsersProjection } from './projections/users';
-import type { Projection } from './types';
+import { environmentDomain } from '../core/config-module';
+import { toProjection, type ProjectionSource } from './define';
+import type { AggregateReducer, Projection } from './types';
 
 /** Topic of an aggregate type, as the relay routes it: explicit map first, then `<aggregate_type><suffix>`. */
 export function topicOf(config: OutboxConfig, aggregateType: string): string {
   return topicFor(aggregateType, config.relay);
 }
 
-/** The built-in projections (`audit_log` with snapshots of the built-in reducers, `users`) over the demo topics. */
-export function builtInProjections(config: OutboxConfig, options: { catalog?: SchemaCatalog; metrics?: ProjectorMetrics; topics?: string[] } = {}): Projection[] {
-  const topics = options.topics ?? [topicOf(config, 'user')];
-  return [
-    createAuditLogProjection({
-      topics,
-      reducers: builtInReducers,
-      ...(options.catalog ? { catalog: options.catalog } : {}),
-      ...(options.metrics ? { chainBreaks: options.metrics.chainBreaksTotal } : {}),
-    }),
-    createUsersProjection({ topics }),
-  ];
+export interface BuiltInProjectionsOptions {
+  /** The catalog whose aggregate types audit_log reads (default: the configured one, see schemas/catalog). */
+  catalog?: SchemaCatalog;
+  metrics?: ProjectorMetrics;
+  /** Read these topics instead (audit_log and every projection; tests point them at a topic of their own). */
+  topics?: string[];
+  /** Aggregate reducers for audit_log's snapshots (default: the config module's reducers). */
+  reducers?: AggregateReducer[];
+  /** The team's projections (default: the config module's projections). */
+  projections?: ProjectionSource[];
+  /** Include audit_log (default: the config module's auditLog, else true). */
+  auditLog?: boolean;
+}
+
+/**
+ * The projections `outbox project` runs: `audit_log` over every aggregate type of the catalog (with
+ * snapshots of the reducers' aggregates), then the team's projections. Defaults come from the process's
+ * config module (OUTBOX_CONFIG or outbox.config.* in the working directory).
+ */
+export function builtInProjections(config: OutboxConfig, options: BuiltInProjectionsOptions = {}): Projection[] {
+  const needsDomain = options.reducers === undefined || options.projections === undefined || options.auditLog === undefined;
+  const domain = needsDomain ? environmentDomain().config : {};
+  const routing = { ...config.relay, topicMap: { ...(domain.topics ?? {}), ...config.relay.topicMap } };
+  const out: Projection[] = [];
+  if (options.auditLog ?? domain.auditLog ?? true) {
+    const catalog = options.catalog ?? (options.topics ? undefined : loadCatalog());
+    const topics = options.topics ?? [...new Set((catalog?.aggregateTypes() ?? []).map((t) => topicFor(t, routing)))];
+    if (topics.length === 0)
+      throw new OutboxError('CONFIG_INVALID', `audit_log has no topics: the schemas directory ${catalog?.dir ?? ''} holds no <aggregate_type>/<EventType>.v<N>.avsc`);
+    out.push(
+      createAuditLogProjection({
+        topics,
+        reducers: options.reducers ?? ((domain.reducers ?? []) as AggregateReducer[]),
+        ...(options.catalog ? { catalog: options.catalog } : catalog ? { catalog } : {}),
+        ...(options.metrics ? { chainBreaks: options.metrics.chainBreaksTotal } : {}),
+      }),
+    );
+  }
+  for (const source of options.projections ?? (domain.projections as ProjectionSource[] | undefined) ?? []) {
+    const p = toProjection(source, routing);
+    out.push(options.topics ? { ...p, topics: options.topics } : p);
+  }
+  return out;
 }
 
 export interface PartitionLag {
   projection: string;
   topic: string;
   partition: number;
-  /** Last applied offset (-1: none). */
+  /** Last offset handled: applied, or not a record (a transaction marker); -1: none. */
   lastOffset: string;
   highWatermark: string;
   lag: number;
@@ -57,7 +88,7 @@ export interface StartProjectorOptions {
   /** A pool to use (not ended on stop); default: a new pool on `databaseUrl` or config.databaseUrl. */
   pool?: pg.Pool;
   databaseUrl?: string;
-  /** Default: builtInProjections(config). */
+  /** Default: builtInProjections(config) (audit_log and the config module's projections). */
   projections?: Projection[] | ((deps: { catalog: SchemaCatalog; metrics?: ProjectorMetrics }) => Projection[]);
   /** Default: loadCatalog() (namespace `catalogNamespace` if given). */
   catalog?: SchemaCatalog;
@@ -73,6 +104,8 @@ export interface StartProjectorOptions {
   /** How long to wait for the source topics to exist before failing (default 60 s). */
   topicWaitMs?: number;
   partitionsConsumedConcurrently?: number;
+  /** Called whenever a consumer's fetch loop goes round or it heartbeats (liveness: core/lifecycle.ts createLiveness). */
+  heartbeat?(): void;
 }
 
 export interface RunningProjector {
@@ -80,7 +113,7 @@ export interface RunningProjector {
   /** Resolves after stop(); rejects if a consumer crashed for good. */
   done: Promise<void>;
   stop(): Promise<void>;
-  /** Lag per projection and partition, as of the last applied batch. */
+  /** Lag per projection and partition (high watermark minus the consumer's position), as of the last fetched batch. */
   lag(): PartitionLag[];
   projections: Projection[];
 }
@@ -110,7 +143,7 @@ async function waitForTopics(admin: Admin, topics: string[], timeoutMs: number, 
       logger.warn({ topics: missing }, `waiting for topic(s) ${missing.join(', ')} (created by the relay)`);
       warned = true;
     }
-    await sleep(Math.min(backoffMs(attempt, 2000), Math.max(0, deadline - Date.now())));
+    await sleep(Math.min(backoffDelay(attempt + 1, { maxMs: 2000 }), Math.max(0, deadline - Date.now())));
   }
 }
 
@@ -132,6 +165,8 @@ export async function startProjector(options: StartProjectorOptions): Promise<Ru
   const untrack = trackRunning('projector', id);
   const consumers: RunningConsumer[] = [];
   const lags = new Map<string, PartitionLag>();
+  /** Per projection, the partitions its consumer holds since its last group join (`topic\u0000partition`). */
+  const assigned = new Map<string, Set<string>>();
   let producer: Producer | undefined;
 
   const cleanup = async (): Promise<void> => {
@@ -142,26 +177,27 @@ export async function startProjector(options: StartProjectorOptions): Promise<Ru
   };
 
   try {
-    for (const p of projections) await ensureLiveGeneration(pool, config.schema, p, logger);
+    for (const p of projections) await ensureLiveGeneration(pool, config.projector.schema, p, logger);
     const admin = kafka.admin();
     await admin.connect();
     try {
       const sources = [...new Set(projections.flatMap((p) => p.topics))];
       await waitForTopics(admin, sources, options.topicWaitMs ?? 60_000, logger);
-      await ensureDeadLetterTopics(admin, sources);
+      await ensureDeadLetterTopics(admin, sources, { replication: config.kafka, logger });
     } finally {
       await admin.disconnect();
     }
-    producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    // The dead-letter producer; the partitioner named (kafkajs' default) so that kafkajs does not warn about it at every start.
+    producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
-    const o = ident(config.schema);
+    const o = ident(config.projector.schema);
     for (const p of projections) {
       const c = await consumeBatches({
         kafka,
         pool,
         decoder,
         producer,
-        target: { projection: p, outboxSchema: config.schema, generation: 'live', snapshotEvery: config.projector.snapshotEvery, logger },
+        target: { projection: p, outboxSchema: config.projector.schema, generation: 'live', snapshotEvery: config.projector.snapshotEvery, logger },
         groupId: `${options.groupIdPrefix ?? `${config.kafka.clientId}.projector`}.${p.name}`,
         topics: p.topics,
         batchSize: config.projector.batchSize,
@@ -175,15 +211,30 @@ export async function startProjector(options: StartProjectorOptions): Promise<Ru
           );
           return rows[0] && BigInt(rows[0].last_offset) >= 0n ? (BigInt(rows[0].last_offset) + 1n).toString() : null;
         },
-        onApplied(topic, partition, result, highWatermark) {
-          if (result.lastOffset === null) return;
-          const lag = Math.max(0, Number(BigInt(highWatermark) - result.lastOffset - 1n));
-          lags.set(`${p.name}\u0000${topic}\u0000${partition}`, { projection: p.name, topic, partition, lastOffset: result.lastOffset.toString(), highWatermark, lag });
+        onPosition(topic, partition, { next, highWatermark }) {
+          // A batch that ends after its partition moved to another instance reports no lag here.
+          if (!assigned.get(p.name)?.has(`${topic}\u0000${partition}`)) return;
+          // Lag from the consumer's position (the next offset it fetches), not from the last applied
+          // offset + 1: on a transactionally written topic, commit markers occupy offsets.
+          const lag = Math.max(0, Number(BigInt(highWatermark) - next));
+          lags.set(`${p.name}\u0000${topic}\u0000${partition}`, { projection: p.name, topic, partition, lastOffset: (next - 1n).toString(), highWatermark, lag });
           metrics?.consumerLag.set({ projection: p.name, topic, partition: String(partition) }, lag);
+        },
+        onAssigned(assignment) {
+          // After a rebalance, lag is reported only for the partitions this instance now holds: a partition
+          // that moved to another instance drops out of lag() and /metrics instead of keeping its last value.
+          const held = new Set(Object.entries(assignment).flatMap(([t, parts]) => parts.map((n) => `${t}\u0000${n}`)));
+          assigned.set(p.name, held);
+          for (const [key, l] of lags) {
+            if (l.projection !== p.name || held.has(`${l.topic}\u0000${l.partition}`)) continue;
+            lags.delete(key);
+            metrics?.consumerLag.remove({ projection: p.name, topic: l.topic, partition: String(l.partition) });
+          }
         },
         logger: logger.child({ projection: p.name }),
         ...(metrics ? { metrics } : {}),
       });
+      for (const e of [c.consumer.events.FETCH_START, c.consumer.events.HEARTBEAT]) c.consumer.on(e, () => options.heartbeat?.());
       consumers.push(c);
     }
   } catch (err) {

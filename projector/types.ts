@@ -1,7 +1,7 @@
 import type { IHeaders } from 'kafkajs';
 import type pg from 'pg';
 import type { Logger } from '../core/logger';
-import type { DecodedEvent } from '../schemas/types';
+import type { DecodedEvent } from '../event/envelope';
 
 /** The Kafka message an event came from (original bytes kept for the dead-letter topic). */
 export interface SourceMessage {
@@ -74,15 +74,8 @@ export interface Projection {
 }
 
 /** An event as a reducer sees it (a decoded event, or a row of audit_log). */
-export interface ReducibleEvent {
-  eventId: string;
-  eventType: string;
-  aggregateType: string;
-  aggregateId: string;
-  aggregateVersion: number;
-  occurredAt: Date;
-  payload: unknown;
-}
+export type { ReducibleEvent } from '../event/envelope';
+import type { ReducibleEvent } from '../event/envelope';
 
 /** Folds an aggregate's events into its state; snapshots are tagged with `version` and `schemaVersion`. */
 export interface AggregateReducer<S = unknown> {

@@ -1,7 +1,8 @@
 import type { Counter } from 'prom-client';
 import type { SchemaCatalog } from '../../schemas/catalog';
 import { errorMessage } from '../../core/errors';
-import { verifyEventLink, ZERO_HASH, canonicalJsonb } from '../../writer/canonical';
+import { canonicalJsonb } from '../../event/canonical';
+import { verifyEventLink, ZERO_HASH } from '../../event/hash-chain';
 import { takeSnapshot } from '../load-aggregate';
 import type { AggregateReducer, ApplyContext, BatchRejection, EventHandler, ProjectedEvent, Projection } from '../types';
 
@@ -118,7 +119,15 @@ export function createAuditLogProjection(options: AuditLogOptions): Projection {
       const link = checkLink(pe, last.get(k), options.catalog);
       if (link.status === 'broken') {
         ctx.logger.error(
-          { alert: 'chain_broken', projection: ctx.projection, eventId: e.eventId, aggregateType: e.aggregateType, aggregateId: e.aggregateId, aggregateVersion: e.aggregateVersion, problem: link.problem },
+          {
+            alert: 'chain_broken',
+            projection: ctx.projection,
+            eventId: e.eventId,
+            aggregateType: e.aggregateType,
+            aggregateId: e.aggregateId,
+            aggregateVersion: e.aggregateVersion,
+            problem: link.problem,
+          },
           'hash chain link broken',
         );
         options.chainBreaks?.inc({ projection: ctx.projection });
@@ -172,7 +181,15 @@ export function createAuditLogProjection(options: AuditLogOptions): Projection {
       if (!reducer || !now) continue;
       // Every boundary the batch crossed, in order (each one starts from the previous snapshot).
       for (let b = (Math.floor((before.get(k) ?? 0) / n) + 1) * n; b <= now.version; b += n) {
-        await takeSnapshot(ctx.client, ctx.outboxSchema, reducer, a.id, b, t);
+        await takeSnapshot(ctx.client, {
+          outboxSchema: ctx.outboxSchema,
+          reducer,
+          aggregateId: a.id,
+          version: b,
+          eventsTable: t,
+          projection: ctx.projection,
+          generation: ctx.generation,
+        });
       }
     }
     return [];
@@ -208,7 +225,21 @@ export function createAuditLogProjection(options: AuditLogOptions): Projection {
     handlers: new Proxy({}, { get: () => perEvent }) as Record<string, EventHandler>,
     applyBatch,
     compareColumns: {
-      audit_log: ['event_id', 'aggregate_type', 'aggregate_id', 'aggregate_version', 'event_type', 'schema_version', 'payload', 'hash', 'prev_hash', 'chain_status', 'topic', 'kafka_partition', 'kafka_offset'],
+      audit_log: [
+        'event_id',
+        'aggregate_type',
+        'aggregate_id',
+        'aggregate_version',
+        'event_type',
+        'schema_version',
+        'payload',
+        'hash',
+        'prev_hash',
+        'chain_status',
+        'topic',
+        'kafka_partition',
+        'kafka_offset',
+      ],
     },
   };
 }
