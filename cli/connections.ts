@@ -3,19 +3,9 @@ import type { KafkaSettings, OutboxConfig, RegistrySettings } from '../core/conf
 import { describeError, probeKafka } from '../core/admin-server';
 import { isOutboxError, OutboxError } from '../core/errors';
 import type { Logger } from '../core/logger';
-import { connectClient, createPool } from '../core/pg';
+import { connectClient, createPool, dbTarget } from '../core/pg';
 import { redact } from '../core/redact';
-import { registryRequest } from '../core/registry';
-
-/** `host:port/database` of a PostgreSQL URL (never the credentials). */
-export function dbTarget(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
-  } catch {
-    return 'DATABASE_URL';
-  }
-}
+import { registryRequest, type RegistryRequest } from '../core/registry';
 
 /** Turn a pg failure into an OutboxError that names the server and, for a missing table, the fix. */
 export function pgError(err: unknown, config: Pick<OutboxConfig, 'databaseUrl' | 'schema'>, doing = 'query'): OutboxError {
@@ -73,9 +63,9 @@ export async function requireKafka(settings: KafkaSettings, logger: Logger, time
 }
 
 /** A registry request whose transport failure becomes REGISTRY_UNAVAILABLE naming the URL. */
-export async function registryCall(settings: RegistrySettings, method: string, pathname: string, body?: unknown, timeoutMs = 5000): Promise<{ status: number; body: unknown }> {
+export async function registryCall(settings: RegistrySettings, request: RegistryRequest): Promise<{ status: number; body: unknown }> {
   try {
-    return await registryRequest(settings, method, pathname, body, { timeoutMs });
+    return await registryRequest(settings, { timeoutMs: 5000, ...request });
   } catch (err) {
     throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry at ${settings.url} is unreachable: ${redact(describeError(err))}`, { cause: err });
   }
@@ -83,12 +73,15 @@ export async function registryCall(settings: RegistrySettings, method: string, p
 
 /** Fails with REGISTRY_UNAVAILABLE unless GET /subjects answers 200; returns the subjects. */
 export async function requireRegistry(settings: RegistrySettings, timeoutMs = 5000): Promise<string[]> {
-  const res = await registryCall(settings, 'GET', '/subjects', undefined, timeoutMs);
+  const res = await registryCall(settings, { method: 'GET', path: '/subjects', timeoutMs });
   if (res.status === 401 || res.status === 403) {
     throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry at ${settings.url} refused the credentials (HTTP ${res.status}; check SCHEMA_REGISTRY_USERNAME/PASSWORD)`);
   }
   if (res.status !== 200 || !Array.isArray(res.body)) {
-    throw new OutboxError('REGISTRY_UNAVAILABLE', `schema registry at ${settings.url} answered GET /subjects with HTTP ${res.status} (is SCHEMA_REGISTRY_URL the ccompat API, e.g. .../apis/ccompat/v7?)`);
+    throw new OutboxError(
+      'REGISTRY_UNAVAILABLE',
+      `schema registry at ${settings.url} answered GET /subjects with HTTP ${res.status} (is SCHEMA_REGISTRY_URL the ccompat API, e.g. .../apis/ccompat/v7?)`,
+    );
   }
   return (res.body as unknown[]).map(String);
 }

@@ -2,10 +2,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, readEnvironment, type ConfigNeeds, type Env, type OutboxConfig } from '../core/config';
+import { environmentDomain } from '../core/config-module';
 import { describeError } from '../core/admin-server';
 import { isOutboxError, OutboxError } from '../core/errors';
 import { createLogger, type Logger } from '../core/logger';
 import { redact, redactDeep } from '../core/redact';
+import { domainConfig } from './define-config';
+import { loadDomain, type Domain } from './domain';
 
 /**
  * A small command framework on node:util parseArgs. A command declares its flags, positionals and the
@@ -42,6 +45,13 @@ export interface CommandContext {
   verbose: boolean;
   out: Output;
   env: Env;
+  cwd: string;
+  /**
+   * The domain (schema catalog, upcasters, projections, reducers, topic routing) from --schemas,
+   * OUTBOX_SCHEMAS_DIR and the config module (--config, OUTBOX_CONFIG, outbox.config.* in cwd); loaded
+   * on first use, so commands that do not need it never load a config module.
+   */
+  domain(): Promise<Domain>;
 }
 
 export interface Command {
@@ -73,12 +83,25 @@ export function isGroup(e: Entry): e is CommandGroup {
 }
 
 export class UsageError extends OutboxError {
-  constructor(message: string, readonly helpFor?: string) {
+  constructor(
+    message: string,
+    readonly helpFor?: string,
+  ) {
     super('USAGE', message);
   }
 }
 
 export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
+  config: {
+    type: 'string',
+    placeholder: 'path',
+    description: 'Config module declaring the domain (default OUTBOX_CONFIG, else outbox.config.{js,mjs,cjs,ts} in the working directory)',
+  },
+  schemas: {
+    type: 'string',
+    placeholder: 'dir',
+    description: "Event schemas <dir>/<aggregate_type>/<EventType>.v<N>.avsc (default OUTBOX_SCHEMAS_DIR, else the config module's schemasDir)",
+  },
   help: { type: 'boolean', short: 'h', description: 'Show this help and exit' },
   json: { type: 'boolean', description: 'Machine-readable JSON output (and JSON error lines)' },
   verbose: { type: 'boolean', short: 'v', description: 'Log details and print stack traces of errors' },
@@ -163,6 +186,27 @@ export function groupHelp(group: CommandGroup): string {
   ].join('\n');
 }
 
+/** The `--config <path>` (or `--config=<path>`) of a command line, before it is parsed. */
+function configFlag(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config') return argv[i + 1];
+    if (a.startsWith('--config=')) return a.slice('--config='.length);
+  }
+  return undefined;
+}
+
+/** Commands the config module adds (`commands`); none when there is no config module or it does not load. */
+function configCommands(argv: string[], env: Env, cwd: string): { entries: Entry[]; problem?: unknown } {
+  try {
+    const explicit = configFlag(argv);
+    const domain = environmentDomain(explicit !== undefined ? { ...env, OUTBOX_CONFIG: explicit } : env, cwd);
+    return { entries: domainConfig(domain.config).commands ?? [] };
+  } catch (err) {
+    return { entries: [], problem: err };
+  }
+}
+
 export function rootHelp(entries: Entry[]): string {
   return [
     'Usage: outbox <command> [subcommand] [flags]',
@@ -172,8 +216,9 @@ export function rootHelp(entries: Entry[]): string {
     'Commands:',
     table(entries.flatMap((e) => (isGroup(e) ? e.subcommands.map((c) => [c.name, c.summary] as [string, string]) : [[e.name, e.summary] as [string, string]]))),
     '',
-    'Global flags: --help, --json, --verbose',
-    'Configuration comes from the environment (and the file OUTBOX_ENV_FILE, default .stack/env).',
+    'Global flags: --help, --json, --verbose, --config <path>, --schemas <dir>',
+    'Connections come from the environment (and the file OUTBOX_ENV_FILE, default .stack/env); the domain',
+    '(schemas, upcasters, projections, reducers, topics) from outbox.config.* or --config, or --schemas alone.',
     'Run "outbox <command> --help" for details.',
   ].join('\n');
 }
@@ -269,7 +314,11 @@ export async function runCli(entries: Entry[], argv: string[], options: RunOptio
     if (jsonErrors) {
       out.error(
         JSON.stringify({
-          error: { code: isOutboxError(err) ? err.code : 'INTERNAL', message: line, ...(isOutboxError(err) && Object.keys(err.details).length ? { details: redactDeep(err.details) } : {}) },
+          error: {
+            code: isOutboxError(err) ? err.code : 'INTERNAL',
+            message: line,
+            ...(isOutboxError(err) && Object.keys(err.details).length ? { details: redactDeep(err.details) } : {}),
+          },
         }),
       );
     } else {
@@ -281,10 +330,16 @@ export async function runCli(entries: Entry[], argv: string[], options: RunOptio
 
   try {
     const [first, ...rest] = argv;
+    const cwd = options.cwd ?? process.cwd();
+    const rawEnv = options.env ?? process.env;
+    const withConfigCommands = (): { entries: Entry[]; problem?: unknown } => {
+      const extra = configCommands(argv, readEnvironment(rawEnv, cwd), cwd);
+      return { entries: [...entries, ...extra.entries.filter((e) => !entries.some((b) => b.name === e.name))], ...(extra.problem !== undefined ? { problem: extra.problem } : {}) };
+    };
     if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
       const target = first === 'help' ? rest[0] : undefined;
       if (target) return runCli(entries, [target, ...rest.slice(1), '--help'], options);
-      out.line(rootHelp(entries));
+      out.line(rootHelp(withConfigCommands().entries));
       return first === undefined ? 2 : 0;
     }
     if (first === '--version') {
@@ -292,8 +347,13 @@ export async function runCli(entries: Entry[], argv: string[], options: RunOptio
       return 0;
     }
     if (first.startsWith('-')) throw new UsageError(`unknown flag ${first}; a command comes first (see "outbox --help")`);
-    const entry = entries.find((e) => e.name === first);
-    if (!entry) throw new UsageError(`unknown command "${first}" (commands: ${entries.map((e) => e.name).join(', ')})`);
+    let entry = entries.find((e) => e.name === first);
+    if (!entry) {
+      const all = withConfigCommands();
+      entry = all.entries.find((e) => e.name === first);
+      if (!entry && all.problem !== undefined && isOutboxError(all.problem, 'CONFIG_INVALID')) throw all.problem;
+      if (!entry) throw new UsageError(`unknown command "${first}" (commands: ${all.entries.map((e) => e.name).join(', ')})`);
+    }
     let cmd: Command;
     let args: string[];
     if (isGroup(entry)) {
@@ -304,9 +364,7 @@ export async function runCli(entries: Entry[], argv: string[], options: RunOptio
       }
       const found = entry.subcommands.find((c) => c.name === `${entry.name} ${sub}`);
       if (!found) {
-        throw new UsageError(
-          `unknown subcommand "${sub}" of "outbox ${entry.name}" (expected ${entry.subcommands.map((c) => c.name.split(' ')[1]).join(', ')})`,
-        );
+        throw new UsageError(`unknown subcommand "${sub}" of "outbox ${entry.name}" (expected ${entry.subcommands.map((c) => c.name.split(' ')[1]).join(', ')})`);
       }
       cmd = found;
       args = subArgs;
@@ -319,12 +377,29 @@ export async function runCli(entries: Entry[], argv: string[], options: RunOptio
       out.line(commandHelp(cmd));
       return 0;
     }
-    const env = readEnvironment(options.env ?? process.env, options.cwd ?? process.cwd());
+    const env = readEnvironment(rawEnv, cwd);
     const config = loadConfig(env, cmd.needs);
     const level = verbose ? (config.logLevel === 'info' || config.logLevel === 'silent' ? 'debug' : config.logLevel) : cmd.longRunning ? config.logLevel : 'warn';
     const logger = createLogger({ level, name: 'outbox' });
     const libLogger = verbose ? logger : createLogger({ level: 'silent' });
-    const code = await cmd.run({ flags: parsed.flags, positionals: parsed.positionals, config, logger, libLogger, json: parsed.flags.json === true, verbose, out, env });
+    let domain: Promise<Domain> | undefined;
+    const loadDomainOnce = (): Promise<Domain> => {
+      domain ??= loadDomain({ config, flags: parsed.flags, cwd, logger });
+      return domain;
+    };
+    const code = await cmd.run({
+      flags: parsed.flags,
+      positionals: parsed.positionals,
+      config,
+      logger,
+      libLogger,
+      json: parsed.flags.json === true,
+      verbose,
+      out,
+      env,
+      cwd,
+      domain: loadDomainOnce,
+    });
     return code ?? 0;
   } catch (err) {
     return fail(err);
@@ -351,7 +426,7 @@ function stackWithCauses(err: Error): string {
 
 // ---- small helpers shared by commands ----
 
-/** `user/42` → { type: 'user', id: '42' } (the id may itself contain slashes). */
+/** `invoice/42` → { type: 'invoice', id: '42' } (the id may itself contain slashes). */
 export function parseAggregateRef(value: string, what = 'aggregate'): { type: string; id: string } {
   const slash = value.indexOf('/');
   if (slash <= 0 || slash === value.length - 1) throw new UsageError(`${what} must be <aggregate_type>/<id>, got "${value}"`);

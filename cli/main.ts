@@ -1,15 +1,15 @@
 import { redact } from '../core/redact';
 import { auditGroup } from './commands/audit';
+import { consoleCommand } from './commands/console';
 import { migrateCommand } from './commands/migrate';
 import { parkedGroup } from './commands/parked';
-import { demoCommand } from './commands/demo';
 import { projectCommand, rebuildCommand, relayCommand } from './commands/run';
 import { schemasGroup } from './commands/schemas';
 import { statusCommand } from './commands/status';
 import { runCli, type Entry } from './framework';
 
-/** The `outbox` command line (bin/outbox.js loads this file). */
-export const COMMANDS: Entry[] = [migrateCommand, relayCommand, projectCommand, rebuildCommand, schemasGroup, parkedGroup, auditGroup, statusCommand, demoCommand];
+/** The `outbox` command line (bin/outbox.js loads this file); a config module may add `commands`. */
+export const COMMANDS: Entry[] = [migrateCommand, relayCommand, projectCommand, rebuildCommand, schemasGroup, parkedGroup, auditGroup, statusCommand, consoleCommand];
 
 export { runCli };
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { OutboxConfig } from '../core/config';
 import type { Logger } from '../core/logger';
+import { projectionStatus as read } from '../projector/report-lag';
 
 /** One projection's progress as `outbox status` shows it. */
 export interface ProjectionStatus {
@@ -15,6 +16,5 @@ export interface ProjectionStatus {
 
 /** Per-projection lag and last applied offset, from the projector's tables and the topics' watermarks. */
 export async function projectionStatus(args: { config: OutboxConfig; pool: pg.Pool; logger: Logger }): Promise<ProjectionStatus[]> {
-  const { projectionStatus: read } = require('../projector/index') as typeof import('../projector/index');
   return read(args);
 }

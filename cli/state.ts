@@ -1,4 +1,6 @@
 import type { Logger } from '../core/logger';
+import { foldAggregate } from '../projector/load-aggregate';
+import type { AggregateReducer } from '../projector/types';
 
 export interface StatePair {
   state_before: Record<string, unknown> | null;
@@ -11,16 +13,17 @@ export interface StatePair {
  */
 export function stateHistory(args: {
   logger: Logger;
+  /** The domain's reducers (a type without one has no state history). */
+  reducers: AggregateReducer[];
   aggregateType: string;
   events: Array<{ event_id: string; aggregate_id: string; event_type: string; payload: Record<string, unknown>; aggregate_version: number; occurred_at: Date }>;
 }): StatePair[] | undefined {
-  const { foldAggregate } = require('../projector/index') as typeof import('../projector/index');
   const out: StatePair[] = [];
   let state: Record<string, unknown> | null = null;
   for (const e of args.events) {
     let after: Record<string, unknown> | null | undefined;
     try {
-      after = foldAggregate(args.aggregateType, state, e);
+      after = foldAggregate(args.aggregateType, state, e, args.reducers);
     } catch (err) {
       args.logger.debug({ err, eventId: e.event_id }, 'state could not be folded; history shown without state');
       return undefined;

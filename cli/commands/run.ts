@@ -1,12 +1,19 @@
 import type pg from 'pg';
-import { readinessChecks, startAdminServer, type AdminServer } from '../../core/admin-server';
+import { DEFAULT_ADMIN_PORTS, readinessChecks, startAdminServer, type AdminServer, type AdminServerOptions } from '../../core/admin-server';
+import { errorMessage, isOutboxError, OutboxError } from '../../core/errors';
+import { createBackoff, isRetriable, sleep } from '../../core/retry';
 import type { OutboxConfig } from '../../core/config';
+import { createLiveness, type Liveness } from '../../core/lifecycle';
 import type { Logger } from '../../core/logger';
 import { createMetrics, type OutboxMetrics } from '../../core/metrics';
 import { createPool } from '../../core/pg';
-import type { RelayObserver } from '../../relay/run-relay';
+import { startCheckpointer } from '../../audit/checkpointer';
+import type { ShardedRelayObserver } from '../../relay';
 import { pgError, requireKafka, requireRegistry } from '../connections';
 import { onStopSignal, parseTime, UsageError, type Command, type CommandContext, type FlagSpec } from '../framework';
+import { findProjection } from '../domain';
+import { signingKeyOf } from './audit';
+import { load } from '../lazy';
 import { createProgressRenderer } from '../render-progress';
 
 /** What relay/index.ts `startRelay` and projector/index.ts `startProjector` return. */
@@ -14,14 +21,19 @@ export interface RunningHandle {
   stop(): Promise<void>;
   done: Promise<void>;
 }
-type StartFn = (args: { config: OutboxConfig; logger: Logger; metrics?: OutboxMetrics }) => Promise<RunningHandle> | RunningHandle;
+type StartFn = (args: { config: OutboxConfig; logger: Logger; metrics?: OutboxMetrics; liveness: Liveness }) => Promise<RunningHandle> | RunningHandle;
 
 const adminFlags: Record<string, FlagSpec> = {
-  'admin-port': { type: 'string', placeholder: 'port', description: 'Admin HTTP port for /metrics, /healthz, /readyz (0 = off; default OUTBOX_ADMIN_PORT)' },
+  'admin-port': {
+    type: 'string',
+    placeholder: 'port',
+    description: 'Admin HTTP port for /metrics, /healthz, /readyz (0 = off; default OUTBOX_ADMIN_PORT, else 9464 for relay, 9465 for project)',
+  },
   'admin-host': { type: 'string', placeholder: 'host', description: 'Interface of the admin port (default OUTBOX_ADMIN_HOST or 127.0.0.1)' },
 };
 
-function adminSettings(ctx: CommandContext): { port: number; host: string } {
+/** The admin port: the flag, else OUTBOX_ADMIN_PORT, else the component's default (`chosen` false). */
+function adminSettings(ctx: CommandContext, kind: 'relay' | 'projector'): { port: number; host: string; chosen: boolean } {
   const raw = ctx.flags['admin-port'];
   let port = ctx.config.adminPort;
   if (typeof raw === 'string') {
@@ -29,11 +41,32 @@ function adminSettings(ctx: CommandContext): { port: number; host: string } {
     port = Number(raw);
   }
   const host = typeof ctx.flags['admin-host'] === 'string' ? (ctx.flags['admin-host'] as string) : (ctx.config.adminHost ?? '127.0.0.1');
-  return { port, host };
+  return port === undefined ? { port: DEFAULT_ADMIN_PORTS[kind], host, chosen: false } : { port, host, chosen: true };
 }
 
-/** Fail fast (exit 1, one line) when a dependency is unreachable at start-up. */
-export async function preflight(ctx: CommandContext, pool: pg.Pool): Promise<void> {
+/**
+ * Start the admin server. A port that was chosen (flag or OUTBOX_ADMIN_PORT) and is in use stops the
+ * command; the default port in use (say, a second relay on the host) falls back to a free port, logged.
+ */
+async function startAdmin(admin: { port: number; host: string; chosen: boolean }, options: Omit<AdminServerOptions, 'port' | 'host'>): Promise<AdminServer> {
+  try {
+    return await startAdminServer({ ...options, port: admin.port, host: admin.host });
+  } catch (err) {
+    const inUse = isOutboxError(err, 'CONFIG_INVALID') && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
+    if (admin.chosen || !inUse) throw err;
+    options.logger.warn(
+      { port: admin.port },
+      `the default admin port ${admin.port} is in use; serving the admin endpoints on a free port instead (set OUTBOX_ADMIN_PORT to choose one)`,
+    );
+    return startAdminServer({ ...options, port: 0, host: admin.host });
+  }
+}
+
+/**
+ * Fail fast (exit 1, one line) when a dependency is unreachable at start-up, or, with `migrated`, when
+ * OUTBOX_SCHEMA holds no outbox tables.
+ */
+export async function preflight(ctx: CommandContext, pool: pg.Pool, options: { migrated?: boolean } = {}): Promise<void> {
   await Promise.all([
     pool.query('SELECT 1').catch((err: unknown) => {
       throw pgError(err, ctx.config, 'connection');
@@ -41,6 +74,27 @@ export async function preflight(ctx: CommandContext, pool: pg.Pool): Promise<voi
     requireKafka(ctx.config.kafka, ctx.libLogger),
     requireRegistry(ctx.config.registry),
   ]);
+  if (options.migrated) await requireMigrated(pool, ctx.config.schema);
+}
+
+/**
+ * The outbox tables must exist in OUTBOX_SCHEMA: a relay or projector pointed at a schema nobody migrated
+ * would otherwise retry "relation does not exist" forever.
+ */
+async function requireMigrated(pool: pg.Pool, schema: string): Promise<void> {
+  const { rows } = await pool.query<{ outbox: string | null; delivery: string | null }>(
+    `SELECT to_regclass(pg_catalog.quote_ident($1) || '.outbox')::text AS outbox, to_regclass(pg_catalog.quote_ident($1) || '.outbox_delivery')::text AS delivery`,
+    [schema],
+  );
+  const r = rows[0];
+  if (!r?.outbox || !r.delivery) {
+    const db = await pool.query<{ db: string }>('SELECT current_database() AS db');
+    throw new OutboxError(
+      'CONFIG_INVALID',
+      `OUTBOX_SCHEMA "${schema}" holds no outbox tables in database ${db.rows[0]?.db ?? '?'}: run \`outbox migrate\` first, or set OUTBOX_SCHEMA to the migrated schema`,
+      { details: { variable: 'OUTBOX_SCHEMA' } },
+    );
+  }
 }
 
 /**
@@ -49,29 +103,50 @@ export async function preflight(ctx: CommandContext, pool: pg.Pool): Promise<voi
  */
 async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', load: () => Promise<StartFn>): Promise<number> {
   const { config, logger } = ctx;
-  const admin = adminSettings(ctx);
+  const admin = adminSettings(ctx, kind);
   const pool = createPool(config.databaseUrl, logger, { max: 2, applicationName: `outbox-${kind}-admin` });
   let server: AdminServer | undefined;
   let handle: RunningHandle | undefined;
   try {
-    await preflight(ctx, pool);
+    // The domain first: a config or schema problem is reported without touching the servers.
     const start = await load();
+    await preflight(ctx, pool, { migrated: true });
     const metrics = createMetrics({
       labels: { component: kind },
       ...(kind === 'relay' ? { query: (sql: string, params?: unknown[]) => pool.query(sql, params), schema: config.schema } : {}),
       logger,
     });
+    const liveness = createLiveness({ timeoutMs: config.livenessTimeoutMs ?? 120_000 });
     if (admin.port > 0) {
-      server = await startAdminServer({
-        port: admin.port,
-        host: admin.host,
+      server = await startAdmin(admin, {
         registry: metrics.registry,
         readiness: readinessChecks({ pool, kafka: config.kafka, registry: config.registry, logger: ctx.libLogger }),
+        liveness,
         logger,
       });
     }
     const stopSignal = onStopSignal();
-    handle = await start({ config, logger: logger.child({ component: kind }), metrics });
+    // A transient failure while starting (a connection terminated under it, a broker electing leaders)
+    // is retried with the one backoff policy, as the running loops retry theirs; anything else stops the
+    // command with its one line.
+    const backoff = createBackoff();
+    let stoppedBy: NodeJS.Signals | undefined;
+    void stopSignal.then((sig) => (stoppedBy = sig));
+    for (;;) {
+      try {
+        handle = await start({ config, logger: logger.child({ component: kind }), metrics, liveness });
+        break;
+      } catch (err) {
+        if (!isRetriable(err) || stoppedBy !== undefined) throw err;
+        const delay = backoff.next();
+        logger.warn({ err, retryInMs: delay, failures: backoff.failures }, `${kind} start failed, retrying in ${delay} ms: ${errorMessage(err)}`);
+        await Promise.race([sleep(delay), stopSignal]);
+        if (stoppedBy !== undefined) {
+          logger.info({ signal: stoppedBy }, `${kind} stopped before it started`);
+          return 0;
+        }
+      }
+    }
     const outcome = await Promise.race([
       stopSignal.then((sig) => ({ kind: 'signal' as const, sig })),
       handle.done.then(
@@ -94,12 +169,15 @@ async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', lo
 }
 
 /**
- * The relay's metrics: published events and commit → ack latency by topic, parked events counted.
+ * The relay's metrics: published events and commit → ack latency by topic, parked events counted,
+ * leadership (1 while active) and loop failures by stage; with `liveness`, its heartbeat.
  * (Backlog, oldest age and the parked gauge are read from PostgreSQL at scrape time by createMetrics.)
  */
-export function relayMetricsObserver(metrics: OutboxMetrics): RelayObserver {
+export function relayMetricsObserver(metrics: OutboxMetrics, liveness?: Liveness): ShardedRelayObserver {
   return {
+    heartbeat: () => liveness?.beat(),
     published(count, latenciesMs, topics) {
+      liveness?.beat(); // a long backlog is drained batch after batch without the loop going round
       if (!topics || topics.length !== latenciesMs.length) {
         metrics.publishedTotal.inc(count);
         for (const ms of latenciesMs) metrics.publishLatency.observe(ms / 1000);
@@ -116,25 +194,61 @@ export function relayMetricsObserver(metrics: OutboxMetrics): RelayObserver {
     parked() {
       metrics.parkedEventsTotal.inc();
     },
+    leadership(isLeader) {
+      metrics.relayLeader.set(isLeader ? 1 : 0);
+    },
+    shardsOwned(count) {
+      metrics.relayShardsOwned.set(count);
+    },
+    failed(stage) {
+      metrics.relayFailuresTotal.inc({ stage });
+    },
   };
 }
 
 export const relayCommand: Command = {
   name: 'relay',
   summary: 'Publish outbox events to Kafka (runs until SIGTERM/SIGINT)',
-  description: 'Only one relay per schema publishes at a time (leader election); others wait as hot standbys.',
+  description:
+    "Only one relay per schema publishes at a time (leader election); others wait as hot standbys.\nWith OUTBOX_RELAY_SHARDED=true all of them publish, each its share of the queue's shards.",
   flags: adminFlags,
   needs: { database: true, kafka: true, registry: true },
   longRunning: true,
   async run(ctx) {
+    // With OUTBOX_AUDIT_CHECKPOINT_EVERY, signed checkpoints are taken beside the relay; a missing or
+    // unreadable key stops the command before anything starts.
+    const everyMs = ctx.config.audit?.checkpointEveryMs;
+    const key = everyMs !== undefined ? signingKeyOf(ctx.config, undefined) : undefined;
     return runComponent(ctx, 'relay', async () => {
-      const { startRelay } = (require('../../relay/index') as typeof import('../../relay/index'));
-      return ({ config, logger, metrics }) =>
-        startRelay({
-          config,
+      const domain = await ctx.domain();
+      const catalog = domain.catalog();
+      const { startRelay } = load('relay');
+      return async ({ logger, metrics, liveness }) => {
+        const relay = await startRelay({
+          config: domain.config,
           logger,
-          ...(metrics ? { observer: relayMetricsObserver(metrics) } : {}),
+          catalog,
+          observer: metrics ? relayMetricsObserver(metrics, liveness) : { heartbeat: () => liveness.beat() },
         });
+        if (everyMs === undefined || key === undefined) return relay;
+        const file = ctx.config.audit?.checkpointFile;
+        const checkpointer = startCheckpointer({
+          databaseUrl: ctx.config.databaseUrl,
+          schema: ctx.config.schema,
+          kafka: ctx.config.kafka,
+          key,
+          everyMs,
+          ...(file !== undefined ? { file } : {}),
+          logger: ctx.logger.child({ component: 'audit-checkpoint' }),
+          libLogger: ctx.libLogger,
+        });
+        return {
+          stop: async () => {
+            await Promise.all([checkpointer.stop(), relay.stop()]);
+          },
+          done: relay.done.finally(() => checkpointer.stop()),
+        };
+      };
     });
   },
 };
@@ -147,8 +261,20 @@ export const projectCommand: Command = {
   longRunning: true,
   async run(ctx) {
     return runComponent(ctx, 'projector', async () => {
-      const { startProjector } = require('../../projector/index') as typeof import('../../projector/index');
-      return ({ config, logger, metrics }) => startProjector({ config, logger, ...(metrics ? { metrics } : {}) });
+      const domain = await ctx.domain();
+      const catalog = domain.catalog();
+      const { startProjector } = load('projector');
+      const { createEventDecoder } = load('decoder');
+      return ({ logger, metrics, liveness }) =>
+        startProjector({
+          config: domain.config,
+          logger,
+          catalog,
+          decoder: createEventDecoder({ registry: domain.config.registry, catalog, upcasters: domain.upcasters, logger }),
+          projections: (deps) => domain.projections(deps),
+          ...(metrics ? { metrics } : {}),
+          heartbeat: () => liveness.beat(),
+        });
     });
   },
 };
@@ -157,7 +283,7 @@ export const rebuildCommand: Command = {
   name: 'rebuild',
   summary: 'Rebuild a projection from its topics into a shadow generation, then swap it in',
   description: 'The live read model keeps serving during the rebuild; --dry-run compares shadow and live instead of swapping.',
-  positionals: [{ name: 'projection', description: 'Name of the projection, e.g. users', required: true }],
+  positionals: [{ name: 'projection', description: "Name of the projection: audit_log or one of the config module's projections", required: true }],
   flags: {
     'dry-run': { type: 'boolean', description: 'Build the shadow, compare it with the live read model (row counts, checksums), drop it' },
     'from-beginning': { type: 'boolean', description: 'Replay the topics from offset 0 (the default)' },
@@ -177,18 +303,27 @@ export const rebuildCommand: Command = {
     } finally {
       await pool.end().catch(() => undefined);
     }
-    const { rebuildProjection } = require('../../projector/index') as typeof import('../../projector/index');
+    const domain = await ctx.domain();
+    const catalog = domain.catalog();
+    const target = findProjection(domain, { catalog }, projection);
+    const { rebuildProjection } = load('projector');
+    const { createEventDecoder } = load('decoder');
     const log = ctx.logger.child({ component: 'rebuild', projection });
     const progress = createProgressRenderer(process.stderr, 'rebuild_progress');
     const result = await rebuildProjection({
-      config: ctx.config,
+      config: domain.config,
       logger: log,
-      projection,
+      projection: target,
+      catalog,
+      decoder: createEventDecoder({ registry: domain.config.registry, catalog, upcasters: domain.upcasters, logger: log }),
       ...(ctx.flags['dry-run'] === true ? { dryRun: true } : {}),
       ...(from ? { from: { timestamp: from } } : {}),
       onProgress(p) {
         progress.update(p);
-        log.debug({ phase: p.phase, processed: p.processed, total: p.total, eventsPerSecond: Math.round(p.eventsPerSecond), etaSeconds: p.etaSeconds }, `rebuild ${Math.round(p.ratio * 100)}%`);
+        log.debug(
+          { phase: p.phase, processed: p.processed, total: p.total, eventsPerSecond: Math.round(p.eventsPerSecond), etaSeconds: p.etaSeconds },
+          `rebuild ${Math.round(p.ratio * 100)}%`,
+        );
       },
     }).finally(() => progress.done());
     if (ctx.json) ctx.out.json(result);

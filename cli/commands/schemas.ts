@@ -1,18 +1,21 @@
 import { requireRegistry } from '../connections';
 import type { Command, CommandGroup } from '../framework';
+import { load } from '../lazy';
 
-const dirFlag = { dir: { type: 'string' as const, placeholder: 'dir', description: 'Directory of the .avsc files (default: the packaged schemas/)' } };
+const dirFlag = { dir: { type: 'string' as const, placeholder: 'dir', description: 'Same as --schemas: directory of the .avsc files' } };
 
 const check: Command = {
   name: 'schemas check',
   summary: 'Check every local schema version against the previous ones and the registry (read-only)',
-  description: 'Exit code 1 when a change is incompatible under the subject\'s compatibility level (default BACKWARD).',
+  description: "Exit code 1 when a change is incompatible under the subject's compatibility level (default BACKWARD).",
   flags: dirFlag,
   needs: { registry: true },
-  async run({ config, logger, flags, json, out }) {
+  async run({ config, logger, json, out, domain: loadDomain }) {
+    const domain = await loadDomain();
+    const catalog = domain.catalog();
     await requireRegistry(config.registry);
-    const { checkSchemas, formatCheckReport } = (require('../../schemas/index') as typeof import('../../schemas/index'));
-    const report = await checkSchemas({ registry: config.registry, logger, ...(typeof flags.dir === 'string' ? { dir: flags.dir } : {}) });
+    const { checkSchemas, formatCheckReport } = load('schemas');
+    const report = await checkSchemas({ registry: config.registry, logger, catalog, upcasters: domain.upcasters });
     if (json) out.json(report);
     else out.line(formatCheckReport(report));
     if (!report.ok) {
@@ -28,13 +31,14 @@ const check: Command = {
 const register: Command = {
   name: 'schemas register',
   summary: 'Register every local schema version in the registry, in order (idempotent)',
-  description: 'Sets each subject\'s compatibility level first; stops at the first version the registry rejects (exit code 1).',
+  description: "Sets each subject's compatibility level first; stops at the first version the registry rejects (exit code 1).",
   flags: dirFlag,
   needs: { registry: true },
-  async run({ config, logger, flags, json, out }) {
+  async run({ config, logger, json, out, domain: loadDomain }) {
+    const catalog = (await loadDomain()).catalog();
     await requireRegistry(config.registry);
-    const { registerSchemas } = (require('../../schemas/index') as typeof import('../../schemas/index'));
-    const report = await registerSchemas({ registry: config.registry, logger, ...(typeof flags.dir === 'string' ? { dir: flags.dir } : {}) });
+    const { registerSchemas } = load('schemas');
+    const report = await registerSchemas({ registry: config.registry, logger, catalog });
     if (json) out.json(report);
     else {
       for (const r of report.registered) out.line(`${r.subject} v${r.version}  id ${r.id}  [${r.compatibility}]`);

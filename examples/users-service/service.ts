@@ -19,9 +19,7 @@ export interface RequestMeta {
 }
 
 /** An HTTP-like answer: 200/201 with the new ETag (aggregate version), or 412 with the current one. */
-export type ServiceResponse =
-  | { status: 200 | 201; etag: number; eventId: string; outboxId: string }
-  | { status: 412; etag: number; expectedVersion: number };
+export type ServiceResponse = { status: 200 | 201; etag: number; eventId: string; outboxId: string } | { status: 412; etag: number; expectedVersion: number };
 
 export interface UsersServiceOptions {
   pool: pg.Pool;

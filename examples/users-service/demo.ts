@@ -7,11 +7,12 @@ import { createKafka } from '../../core/kafka';
 import type { Logger } from '../../core/logger';
 import { createMetrics, type OutboxMetrics } from '../../core/metrics';
 import { connectClient, createPool, ident } from '../../core/pg';
+import { sleep } from '../../core/retry';
 import { migrate } from '../../infra/migrate';
-import { pgError } from '../connections';
-import { newRequest, UsersService, type ServiceResponse } from '../demo/users-service';
-import { formatTable, UsageError, type Command, type CommandContext } from '../framework';
-import { preflight, relayMetricsObserver } from './run';
+import { pgError } from '../../cli/connections';
+import { newRequest, SERVICE_TABLE, UsersService, type ServiceResponse } from './service';
+import { formatTable, UsageError, type Command, type CommandContext } from '../../cli/framework';
+import { preflight, relayMetricsObserver } from '../../cli/commands/run';
 
 /**
  * `outbox demo`: the whole pipeline on the local stack in one process. It uses its own database
@@ -98,17 +99,16 @@ function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /** Create the demo database on the DATABASE_URL server unless it exists (concurrent runs tolerated); `reset` drops it first. */
 async function ensureDatabase(config: OutboxConfig, logger: Logger, name: string, reset = false): Promise<boolean> {
   const client = await connectClient(config.databaseUrl, logger, 'outbox-demo').catch((err: unknown) => {
     throw pgError(err, config, 'connection');
   });
   try {
-    if (reset) await client.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`).catch((err: unknown) => {
-      throw pgError(err, config, `DROP DATABASE ${name}`);
-    });
+    if (reset)
+      await client.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`).catch((err: unknown) => {
+        throw pgError(err, config, `DROP DATABASE ${name}`);
+      });
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (rowCount) return false;
     try {
@@ -133,16 +133,28 @@ async function staleReason(config: OutboxConfig, logger: Logger, topic: string):
     throw pgError(err, config, 'connection');
   });
   const s = ident(config.schema);
-  let checkpoints: Array<{ partition: number; last_offset: string }> = [];
+  const r = ident(config.projector.schema);
+  let checkpoints: Array<{ partition: number; last_offset: string }>;
   try {
     const meta = await client.query<{ brokers: string }>(`SELECT brokers FROM ${s}.demo_runs ORDER BY started_at DESC LIMIT 1`).catch(() => ({ rows: [] }));
     const last = meta.rows[0]?.brokers;
     if (last !== undefined && last !== config.kafka.brokers.join(',')) return `it was last used with the brokers ${last}`;
+    // The projector runs as its own role now: a read model built by a projector that ran as another user
+    // (an earlier demo) belongs to that user, and the projector's role could not repoint its views.
+    const foreign = await client
+      .query<{ pg_schema: string; owner: string }>(
+        `SELECT g.pg_schema, pg_get_userbyid(n.nspowner) AS owner FROM ${r}.projector_generations g JOIN pg_namespace n ON n.nspname = g.pg_schema
+          WHERE g.status = 'live' AND pg_get_userbyid(n.nspowner) <> $1 LIMIT 1`,
+        [DEMO_ROLES.projector],
+      )
+      .catch(() => ({ rows: [] as Array<{ pg_schema: string; owner: string }> }));
+    const f = foreign.rows[0];
+    if (f) return `its read model ${f.pg_schema} belongs to ${f.owner}, not to the projector's role ${DEMO_ROLES.projector}`;
     checkpoints = (
       await client
         .query<{ partition: number; last_offset: string }>(
-          `SELECT f.partition, f.last_offset::text FROM ${s}.projector_offsets f
-             JOIN ${s}.projector_projections pp ON pp.projection = f.projection AND pp.live_generation = f.generation
+          `SELECT f.partition, f.last_offset::text FROM ${r}.projector_offsets f
+             JOIN ${r}.projector_projections pp ON pp.projection = f.projection AND pp.live_generation = f.generation
             WHERE f.topic = $1 AND f.last_offset >= 0`,
           [topic],
         )
@@ -200,7 +212,12 @@ async function prepareKafka(config: OutboxConfig, logger: Logger, topic: string,
 
 /** The admin server on `port`, or on a free port when that one is taken (printed either way). */
 async function adminServer(port: number, host: string, metrics: OutboxMetrics, pool: pg.Pool, config: OutboxConfig, ctx: CommandContext): Promise<AdminServer> {
-  const options = { host, registry: metrics.registry, readiness: readinessChecks({ pool, kafka: config.kafka, registry: config.registry, logger: ctx.libLogger }), logger: ctx.libLogger };
+  const options = {
+    host,
+    registry: metrics.registry,
+    readiness: readinessChecks({ pool, kafka: config.kafka, registry: config.registry, logger: ctx.libLogger }),
+    logger: ctx.libLogger,
+  };
   try {
     return await startAdminServer({ ...options, port });
   } catch (err) {
@@ -213,7 +230,11 @@ async function adminServer(port: number, host: string, metrics: OutboxMetrics, p
 async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new OutboxError(/publish/.test(what) ? 'KAFKA_UNAVAILABLE' : 'INTERNAL', `demo: ${what} did not happen within ${Math.round(timeoutMs / 1000)}s (run with --verbose to see the relay and projector logs)`);
+    if (Date.now() > deadline)
+      throw new OutboxError(
+        /publish/.test(what) ? 'KAFKA_UNAVAILABLE' : 'INTERNAL',
+        `demo: ${what} did not happen within ${Math.round(timeoutMs / 1000)}s (run with --verbose to see the relay and projector logs)`,
+      );
     await sleep(200);
   }
 }
@@ -293,7 +314,7 @@ export const demoCommand: Command = {
         throw pgError(err, config, 'connection');
       });
       try {
-        return await migrate(c, { schema: config.schema, logger: ctx.libLogger });
+        return await migrate(c, { schema: config.schema, projectorSchema: config.projector.schema, logger: ctx.libLogger });
       } catch (err) {
         throw pgError(err, config, 'migration');
       } finally {
@@ -309,13 +330,21 @@ export const demoCommand: Command = {
     const { startProjector } = require('../../projector/index') as typeof import('../../projector/index');
     const { verifyChain } = require('../../writer/index') as typeof import('../../writer/index');
 
+    // The demo's own login (the migrating one) only sets up and observes; the service writes as the
+    // application's role, the relay and the projector run as theirs (docs/security.md).
     const pool = createPool(config.databaseUrl, ctx.libLogger, { max: 6, applicationName: 'outbox-demo' });
-    const relayMetrics = createMetrics({ labels: { component: 'relay' }, query: (sql, params) => pool.query(sql, params), schema: config.schema, logger });
+    const urls = await roleUrls(pool, config.databaseUrl);
+    if (!urls.asRoles) say(`  roles      the DATABASE_URL user cannot act as ${Object.values(DEMO_ROLES).join(', ')}: everything runs as that user`);
+    const appPool = createPool(urls.app, ctx.libLogger, { max: 4, applicationName: 'outbox-demo-service' });
+    const relayPool = createPool(urls.relay, ctx.libLogger, { max: 1, applicationName: 'outbox-demo-relay-metrics' });
+    const relayConfig: OutboxConfig = { ...config, databaseUrl: urls.relay };
+    const relayMetrics = createMetrics({ labels: { component: 'relay' }, query: (sql, params) => relayPool.query(sql, params), schema: config.schema, logger });
     const projectorMetrics = createMetrics({ labels: { component: 'projector' }, logger });
     const servers: AdminServer[] = [];
     let relay: { stop(): Promise<void> } | undefined;
     let projector: { stop(): Promise<void> } | undefined;
     const s = ident(config.schema);
+    const r = ident(config.projector.schema);
     try {
       // 2. Relay and projector, in this process, each with its admin port.
       const relayAdmin = await adminServer(relayPort, host, relayMetrics, pool, config, ctx);
@@ -323,11 +352,17 @@ export const demoCommand: Command = {
       const projectorAdmin = await adminServer(projectorPort, host, projectorMetrics, pool, config, ctx);
       servers.push(projectorAdmin);
       const url = (p: number): string => `http://${host.includes(':') ? `[${host}]` : host}:${p}`;
-      relay = startRelay({ config, logger: ctx.logger.child({ component: 'relay' }), observer: relayMetricsObserver(relayMetrics) });
+      relay = startRelay({ config: relayConfig, logger: ctx.logger.child({ component: 'relay' }), observer: relayMetricsObserver(relayMetrics) });
       // A stack that has just started may still be electing coordinators: retry the projector's start-up a few times.
       for (let attempt = 1; ; attempt++) {
         try {
-          projector = await startProjector({ config, logger: ctx.logger.child({ component: 'projector' }), metrics: projectorMetrics, groupIdPrefix: `${config.kafka.clientId}.projector` });
+          projector = await startProjector({
+            config,
+            databaseUrl: urls.projector,
+            logger: ctx.logger.child({ component: 'projector' }),
+            metrics: projectorMetrics,
+            groupIdPrefix: `${config.kafka.clientId}.projector`,
+          });
           break;
         } catch (err) {
           if (attempt >= 5 || isOutboxError(err, 'DB_REJECTED')) throw err;
@@ -339,9 +374,13 @@ export const demoCommand: Command = {
       say(`  projector  running, admin ${url(projectorAdmin.port)}/metrics  /healthz  /readyz`);
 
       // 3. The workload, through the TypeScript API (withTransaction + appendEvents).
-      const service = new UsersService({ pool, schema: config.schema });
-      await service.init();
-      await pool.query(`CREATE TABLE IF NOT EXISTS ${s}.demo_runs (run text PRIMARY KEY, brokers text NOT NULL, topic text NOT NULL, started_at timestamptz NOT NULL DEFAULT now())`);
+      // The service's own state table is created by the demo's login and written by the application's role.
+      await new UsersService({ pool, schema: config.schema }).init();
+      if (urls.asRoles) await pool.query(`GRANT SELECT, INSERT, UPDATE ON ${s}.${ident(SERVICE_TABLE)} TO ${ident(DEMO_ROLES.app)}`);
+      const service = new UsersService({ pool: appPool, schema: config.schema });
+      await pool.query(
+        `CREATE TABLE IF NOT EXISTS ${s}.demo_runs (run text PRIMARY KEY, brokers text NOT NULL, topic text NOT NULL, started_at timestamptz NOT NULL DEFAULT now())`,
+      );
       await pool.query(`INSERT INTO ${s}.demo_runs (run, brokers, topic) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [run, config.kafka.brokers.join(','), topic]);
       const users: DemoUser[] = [
         ['ada', 'ada@example.com', 'Ada Lovelace'],
@@ -354,7 +393,13 @@ export const demoCommand: Command = {
       const steps: WorkloadStep[] = [];
       let requestNo = 0;
       const req = (actorId: string) => newRequest(actorId, `req-${run}-${String(++requestNo).padStart(2, '0')}`);
-      const step = async (what: string, userId: string, request: ReturnType<typeof req>, ifMatch: number | undefined, call: () => Promise<ServiceResponse>): Promise<ServiceResponse> => {
+      const step = async (
+        what: string,
+        userId: string,
+        request: ReturnType<typeof req>,
+        ifMatch: number | undefined,
+        call: () => Promise<ServiceResponse>,
+      ): Promise<ServiceResponse> => {
         const response = await call();
         steps.push({ what, userId, request, ...(ifMatch !== undefined ? { ifMatch } : {}), response });
         const answer = response.status === 412 ? `412 Precondition Failed, ETag "${response.etag}" (current version)` : `${response.status}, ETag "${response.etag}"`;
@@ -373,14 +418,18 @@ export const demoCommand: Command = {
       const a = req(`user:${grace.id}`);
       await step(`PUT /users/${grace.id}/email  If-Match "1" (client A)`, grace.id, a, 1, () => service.changeEmail(grace.id, `grace.hopper+${run}@navy.example`, 1, a));
       const b = req('user:support-7');
-      const conflict = await step(`PUT /users/${grace.id}/email  If-Match "1" (client B)`, grace.id, b, 1, () => service.changeEmail(grace.id, `g.hopper+${run}@example.org`, 1, b));
+      const conflict = await step(`PUT /users/${grace.id}/email  If-Match "1" (client B)`, grace.id, b, 1, () =>
+        service.changeEmail(grace.id, `g.hopper+${run}@example.org`, 1, b),
+      );
       if (conflict.status !== 412) throw new OutboxError('INTERNAL', 'demo: the stale If-Match was not refused');
       const b2 = req('user:support-7');
       const retried = await step(`PUT /users/${grace.id}/email  If-Match "${conflict.etag}" (B retries)`, grace.id, b2, conflict.etag, () =>
         service.changeEmail(grace.id, `g.hopper+${run}@example.org`, conflict.etag, b2),
       );
       const rn = req(`user:${grace.id}`);
-      await step(`PUT /users/${grace.id}/name   If-Match "${retried.etag}"`, grace.id, rn, retried.etag, () => service.rename(grace.id, 'Grace', 'Brewster Hopper', retried.etag, rn));
+      await step(`PUT /users/${grace.id}/name   If-Match "${retried.etag}"`, grace.id, rn, retried.etag, () =>
+        service.rename(grace.id, 'Grace', 'Brewster Hopper', retried.etag, rn),
+      );
 
       // One transaction stays open (a slow request) while others commit; it commits last and still arrives.
       const edsger = byKey('edsger');
@@ -413,7 +462,9 @@ export const demoCommand: Command = {
         await sleep(Math.max(0, holdMs - (Date.now() - lateStart)));
         // Give the relay a moment to publish what committed meanwhile, so the order is visible below.
         await waitUntil('publishing the events committed meanwhile', 15_000, async () => {
-          const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.outbox_delivery WHERE id = ANY($1::bigint[]) AND delivered_at IS NOT NULL`, [meanwhile.map((m) => m.outboxId)]);
+          const { rows } = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.outbox_delivery WHERE id = ANY($1::bigint[]) AND delivered_at IS NOT NULL`, [
+            meanwhile.map((m) => m.outboxId),
+          ]);
           return Number(rows[0]?.n ?? 0) === meanwhile.length;
         });
         return r;
@@ -421,7 +472,9 @@ export const demoCommand: Command = {
       if (late.status === 412) throw new OutboxError('INTERNAL', 'demo: the late transaction unexpectedly conflicted');
       steps.push({ what: `PUT /users/${edsger.id}/email (late)`, userId: edsger.id, request: lr, ifMatch: 1, response: late });
       const heldMs = Date.now() - lateStart;
-      say(`  late transaction committed after ${(heldMs / 1000).toFixed(1)}s: outbox id ${late.outboxId}, lower than the ids ${meanwhile.map((m) => m.outboxId).join(', ')} committed (and published) meanwhile`);
+      say(
+        `  late transaction committed after ${(heldMs / 1000).toFixed(1)}s: outbox id ${late.outboxId}, lower than the ids ${meanwhile.map((m) => m.outboxId).join(', ')} committed (and published) meanwhile`,
+      );
       const lateTx: LateTransaction = {
         userId: edsger.id,
         outboxId: late.outboxId,
@@ -443,9 +496,9 @@ export const demoCommand: Command = {
       };
       const countProjected = async (): Promise<{ auditLog: number; users: number; usersCurrent: number }> => {
         const { rows } = await pool.query<{ audit: string; users: string; current: string }>(
-          `SELECT (SELECT count(*) FROM ${s}.audit_log WHERE aggregate_type = 'user' AND aggregate_id = ANY($1::text[])) AS audit,
-                  (SELECT count(*) FROM ${s}.users WHERE user_id = ANY($1::text[])) AS users,
-                  (SELECT count(*) FROM ${s}.users u JOIN ${s}.outbox_aggregates h ON h.aggregate_type = 'user' AND h.aggregate_id = u.user_id
+          `SELECT (SELECT count(*) FROM ${r}.audit_log WHERE aggregate_type = 'user' AND aggregate_id = ANY($1::text[])) AS audit,
+                  (SELECT count(*) FROM ${r}.users WHERE user_id = ANY($1::text[])) AS users,
+                  (SELECT count(*) FROM ${r}.users u JOIN ${s}.outbox_aggregates h ON h.aggregate_type = 'user' AND h.aggregate_id = u.user_id
                     WHERE u.user_id = ANY($1::text[]) AND u.version = h.version) AS current`,
           [ids],
         );
@@ -467,13 +520,13 @@ export const demoCommand: Command = {
 
       // 5. Report.
       const { rows: userRows } = await pool.query<UserRow>(
-        `SELECT user_id, email, email_verified, display_name, active, deactivation_reason, version::text, events_applied FROM ${s}.users WHERE user_id = ANY($1::text[]) ORDER BY registered_at, user_id`,
+        `SELECT user_id, email, email_verified, display_name, active, deactivation_reason, version::text, events_applied FROM ${r}.users WHERE user_id = ANY($1::text[]) ORDER BY registered_at, user_id`,
         [ids],
       );
       const { rows: audit } = await pool.query<AuditRow>(
         `SELECT aggregate_version::text, occurred_at, event_type, schema_version, writer_schema_version, actor_id, trace_id, correlation_id, event_id,
                 chain_status, chain_problem, encode(hash, 'hex') AS hash, topic, kafka_partition, kafka_offset::text
-           FROM ${s}.audit_log WHERE aggregate_type = 'user' AND aggregate_id = $1 ORDER BY aggregate_version`,
+           FROM ${r}.audit_log WHERE aggregate_type = 'user' AND aggregate_id = $1 ORDER BY aggregate_version`,
         [grace.id],
       );
       const chains = await (async () => {
@@ -488,15 +541,16 @@ export const demoCommand: Command = {
         }
       })();
       const { rows: arrival } = await pool.query<{ chain_status: string; n: string }>(
-        `SELECT chain_status, count(*) AS n FROM ${s}.audit_log WHERE aggregate_type = 'user' AND aggregate_id = ANY($1::text[]) GROUP BY chain_status`,
+        `SELECT chain_status, count(*) AS n FROM ${r}.audit_log WHERE aggregate_type = 'user' AND aggregate_id = ANY($1::text[]) GROUP BY chain_status`,
         [ids],
       );
       const onArrival = { ok: 0, broken: 0, unverified: 0 } as Record<string, number>;
       for (const r of arrival) onArrival[r.chain_status] = Number(r.n);
       const featuredArrivalOk = audit.length > 0 && audit.every((r) => r.chain_status === 'ok');
-      const chainVerified = chains.featured.ok && chains.allOk && featuredArrivalOk && onArrival.broken === 0 && onArrival.unverified === 0 && chains.featured.checked === audit.length;
+      const chainVerified =
+        chains.featured.ok && chains.allOk && featuredArrivalOk && onArrival.broken === 0 && onArrival.unverified === 0 && chains.featured.checked === audit.length;
       const lateAudit = await pool.query<{ topic: string; kafka_partition: number; kafka_offset: string }>(
-        `SELECT topic, kafka_partition, kafka_offset::text FROM ${s}.audit_log WHERE event_id = $1`,
+        `SELECT topic, kafka_partition, kafka_offset::text FROM ${r}.audit_log WHERE event_id = $1`,
         [late.eventId],
       );
       const lateAt = lateAudit.rows[0];
@@ -538,11 +592,18 @@ export const demoCommand: Command = {
           `  late event         outbox id ${late.outboxId}, committed ${(heldMs / 1000).toFixed(1)}s late → ${lateReadBack ? 'on the topic' : 'NOT on the topic'}${lateAt ? ` (partition ${lateAt.kafka_partition}, offset ${lateAt.kafka_offset})` : ''}, ${lateAt ? 'projected' : 'NOT projected'}`,
         );
         say('');
-        say('users read model (the projector\'s `users` view, this run)');
+        say("users read model (the projector's `users` view, this run)");
         say(
           formatTable(
             ['USER_ID', 'EMAIL', 'NAME', 'ACTIVE', 'VERSION', 'EVENTS'],
-            userRows.map((u) => [u.user_id, `${u.email}${u.email_verified ? ' ✓' : ''}`, u.display_name, u.active ? 'yes' : `no (${u.deactivation_reason ?? ''})`, u.version, u.events_applied]),
+            userRows.map((u) => [
+              u.user_id,
+              `${u.email}${u.email_verified ? ' ✓' : ''}`,
+              u.display_name,
+              u.active ? 'yes' : `no (${u.deactivation_reason ?? ''})`,
+              u.version,
+              u.events_applied,
+            ]),
           ),
         );
         say('');
@@ -573,6 +634,9 @@ export const demoCommand: Command = {
         }
         say('');
         say(`more: DATABASE_URL=${config.databaseUrl} node bin/outbox.js audit history user/${grace.id}`);
+        say(
+          `console: DATABASE_URL=${config.databaseUrl} OUTBOX_TOPIC_MAP=user=${topic} node bin/outbox.js console  → http://${ctx.config.console?.host ?? '127.0.0.1'}:${ctx.config.console?.port ?? 9470}`,
+        );
         say(`demo finished in ${elapsed.toFixed(1)}s. The stack keeps running; stop it with: npm run stack:down`);
       }
       if (lingerMs > 0) {
@@ -583,11 +647,31 @@ export const demoCommand: Command = {
     } finally {
       await Promise.allSettled([relay?.stop(), projector?.stop()]);
       await Promise.allSettled(servers.map((srv) => srv.close()));
-      await pool.end().catch(() => undefined);
+      await Promise.allSettled([pool.end(), appPool.end(), relayPool.end()]);
       say('relay and projector stopped.');
     }
   },
 };
+
+/** The least-privilege roles `outbox migrate` creates (its defaults): the service's, the relay's, the projector's. */
+const DEMO_ROLES = { app: 'outbox_app', relay: 'outbox_relay', projector: 'outbox_projector' } as const;
+
+/** `url` whose sessions run as `role` (the `role` setting at connection start: that role's rights and no more). */
+function asRole(url: string, role: string): string {
+  const u = new URL(url);
+  u.searchParams.set('options', [u.searchParams.get('options'), `-c role=${role}`].filter(Boolean).join(' '));
+  return u.toString();
+}
+
+/**
+ * Connection strings of the service, the relay and the projector: the demo's DATABASE_URL acting as each
+ * least-privilege role, when its user may (a superuser, or a member of the roles); otherwise that URL.
+ */
+async function roleUrls(pool: pg.Pool, url: string): Promise<{ asRoles: boolean; app: string; relay: string; projector: string }> {
+  const { rows } = await pool.query<{ ok: boolean }>(`SELECT bool_and(pg_has_role(current_user, r, 'MEMBER')) AS ok FROM unnest($1::text[]) AS r`, [Object.values(DEMO_ROLES)]);
+  if (rows[0]?.ok !== true) return { asRoles: false, app: url, relay: url, projector: url };
+  return { asRoles: true, app: asRole(url, DEMO_ROLES.app), relay: asRole(url, DEMO_ROLES.relay), projector: asRole(url, DEMO_ROLES.projector) };
+}
 
 /** Read the topic from the beginning with a throw-away consumer group; count this run's events (decoded). */
 async function readBackFromTopic(
