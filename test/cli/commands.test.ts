@@ -1,9 +1,11 @@
+import { createLogger } from '../../core/logger';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { childEnv, emptyEnvFile, runOutbox } from './run-outbox';
 
 // The database commands against a real PostgreSQL (a per-file database cloned from the migrated
 // template), run as child processes exactly as an operator would.
 const db = useTestDatabase({ poolSize: 2 });
+const silent = createLogger({ level: 'silent' });
 const ENV_FILE = emptyEnvFile();
 const env = (vars: Record<string, string> = {}) =>
   childEnv({
@@ -70,11 +72,34 @@ test('status reports backlog, oldest undelivered age, parked aggregates and the 
   expect(text.stdout).toMatch(/parked\s+1 aggregate\(s\)/);
 });
 
+test('status lists the sharded relay instances and their shards', async () => {
+  const r = await runOutbox(['status', '--json'], env());
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout).shards).toEqual({ ok: true, shardCount: 32, owners: [], unowned: Array.from({ length: 32 }, (_, i) => i) });
+  // An instance holding shards 0-3 and 7 (its lock connection named as a sharded relay names it).
+  const { ShardOwnership } = await import('../../relay/own-shards');
+  const ownership = new ShardOwnership({ databaseUrl: db.url, schema: 'outbox', instanceId: 'relay-a', logger: silent, onNotify: () => undefined, rebalanceIntervalMs: 60_000 });
+  try {
+    await ownership.tryAcquire();
+    await ownership.verify(); // takes every shard: it is alone
+    const text = await runOutbox(['status'], env());
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/Relay shards 32, 1 sharded relay instance\(s\) running/);
+    expect(text.stdout).toMatch(/relay-a\s+32 shard\(s\)\s+0-31/);
+    const json = JSON.parse((await runOutbox(['status', '--json'], env())).stdout);
+    expect(json.shards).toMatchObject({ ok: true, shardCount: 32, unowned: [], owners: [{ instance: 'relay-a', shards: Array.from({ length: 32 }, (_, i) => i) }] });
+  } finally {
+    await ownership.release();
+  }
+});
+
 test('parked list, retry and skip', async () => {
   const list = await runOutbox(['parked', 'list', '--json'], env());
   expect(list.code).toBe(0);
   const rows = JSON.parse(list.stdout);
-  expect(rows).toEqual([expect.objectContaining({ event_id: other.event_id, aggregate_type: 'user', aggregate_id: 'u2', park_reason: 'no schema for UserRegistered v1', event_type: 'UserRegistered' })]);
+  expect(rows).toEqual([
+    expect.objectContaining({ event_id: other.event_id, aggregate_type: 'user', aggregate_id: 'u2', park_reason: 'no schema for UserRegistered v1', event_type: 'UserRegistered' }),
+  ]);
 
   // Not parked: exit 1, one line saying why.
   const notParked = await runOutbox(['parked', 'retry', first.event_id], env());
@@ -93,7 +118,8 @@ test('parked list, retry and skip', async () => {
   expect(JSON.parse(skip.stdout)).toMatchObject({ action: 'skip', event_id: other.event_id, park_reason: 'skipped: poison (ticket OPS-1)' });
   expect(skip.lines).toHaveLength(1); // the operator action is logged
   expect(JSON.parse(skip.lines[0]!)).toMatchObject({ level: 40, eventId: other.event_id, msg: expect.stringContaining('skipped') });
-  row = (await db.pool.query('SELECT parked_at IS NOT NULL AS parked, park_reason, delivered_at IS NOT NULL AS delivered, topic FROM outbox_delivery WHERE id = $1', [other.id])).rows[0];
+  row = (await db.pool.query('SELECT parked_at IS NOT NULL AS parked, park_reason, delivered_at IS NOT NULL AS delivered, topic FROM outbox_delivery WHERE id = $1', [other.id]))
+    .rows[0];
   expect(row).toEqual({ parked: true, park_reason: 'skipped: poison (ticket OPS-1)', delivered: true, topic: null });
 
   const again = await runOutbox(['parked', 'skip', other.event_id], env());
@@ -139,14 +165,11 @@ test('audit history: actor, trace and correlation ids, payload, as table/json/cs
   expect(table.stdout).toMatch(/before +\{.*"email":"a@example.com".*\n +after +\{.*"email":"b@example.com"/);
   expect(JSON.parse(at.stdout).events.map((e: { aggregate_version: number }) => e.aggregate_version)).toEqual([1]);
   expect(none.code).toBe(1);
-  expect(none.lines).toEqual(['outbox: no events for user/nobody in schema "public"']);
+  expect(none.lines).toEqual(['outbox: no events for user/nobody in schema "outbox"']);
 });
 
 test('audit verify: all chains and one aggregate', async () => {
-  const [all, one] = await Promise.all([
-    runOutbox(['audit', 'verify', '--json'], env()),
-    runOutbox(['audit', 'verify', '--aggregate', 'user/u1'], env()),
-  ]);
+  const [all, one] = await Promise.all([runOutbox(['audit', 'verify', '--json'], env()), runOutbox(['audit', 'verify', '--aggregate', 'user/u1'], env())]);
   expect(all.stderr).toBe('');
   expect(all.code).toBe(0);
   expect(JSON.parse(all.stdout)).toMatchObject({ ok: true, checked: 3 });

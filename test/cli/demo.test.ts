@@ -90,7 +90,12 @@ test('outbox demo: exit 0; written = published = projected; users table; audit h
   expect(out).toMatch(new RegExp(`^1 +\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z +UserRegistered v1 +service:signup +[0-9a-f]{32} +req-${run}-02 +ok `, 'm'));
   expect(out).toMatch(new RegExp(`^3 +\\S+ +UserEmailChanged v2 +user:support-7 +[0-9a-f]{32} +req-${run}-08 +ok `, 'm'));
   expect(out).toMatch(new RegExp(`^4 +\\S+ +UserRenamed v2 +user:grace-${run} +[0-9a-f]{32} +req-${run}-09 +ok `, 'm'));
-  expect(out).toMatch(new RegExp(`^chain verified: verifyChain recomputed 4 event\\(s\\) of user/grace-${run} from the outbox; 4 link\\(s\\) checked on arrival by audit_log: all ok`, 'm'));
+  expect(out).toMatch(
+    new RegExp(`^chain verified: verifyChain recomputed 4 event\\(s\\) of user/grace-${run} from the outbox; 4 link\\(s\\) checked on arrival by audit_log: all ok`, 'm'),
+  );
+  expect(out).toMatch(
+    new RegExp(`^console: DATABASE_URL=\\S+/${database}\\S* OUTBOX_TOPIC_MAP=user=${database}\\.user\\.events node bin/outbox\\.js console  → http://127\\.0\\.0\\.1:9470$`, 'm'),
+  );
 
   expect(out).toContain('The stack keeps running; stop it with: npm run stack:down');
   expect(out.trimEnd().endsWith('relay and projector stopped.')).toBe(true);
@@ -105,7 +110,11 @@ test('a second run on the same database works too; --json gives the summary', as
     conflict: { status: number; currentVersion: number };
     lateTransaction: { published: boolean; projected: unknown; heldMs: number };
     users: Array<{ user_id: string; version: number }>;
-    audit: { aggregate: string; events: Array<{ actor_id: string; trace_id: string; correlation_id: string; chain_status: string }>; chain: { verified: boolean; writer: { ok: boolean; checked: number } } };
+    audit: {
+      aggregate: string;
+      events: Array<{ actor_id: string; trace_id: string; correlation_id: string; chain_status: string }>;
+      chain: { verified: boolean; writer: { ok: boolean; checked: number } };
+    };
   };
   expect(summary.counts).toEqual({ written: 12, published: { delivered: 12, readBackFromTopic: 12 }, projected: { auditLog: 12, users: 5 }, match: true });
   expect(summary.conflict).toEqual({ userId: `grace-${summary.run}`, ifMatch: 1, status: 412, currentVersion: 2 });
@@ -115,7 +124,12 @@ test('a second run on the same database works too; --json gives the summary', as
   expect(summary.audit.aggregate).toBe(`user/grace-${summary.run}`);
   expect(summary.audit.events).toHaveLength(4);
   for (const e of summary.audit.events) {
-    expect(e).toMatchObject({ actor_id: expect.stringMatching(/^(service|user):/), trace_id: expect.stringMatching(/^[0-9a-f]{32}$/), correlation_id: expect.stringMatching(/^req-/), chain_status: 'ok' });
+    expect(e).toMatchObject({
+      actor_id: expect.stringMatching(/^(service|user):/),
+      trace_id: expect.stringMatching(/^[0-9a-f]{32}$/),
+      correlation_id: expect.stringMatching(/^req-/),
+      chain_status: 'ok',
+    });
   }
   expect(summary.audit.chain).toMatchObject({ verified: true, writer: { ok: true, checked: 4 } });
 }, 120_000);

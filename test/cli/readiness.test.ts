@@ -22,8 +22,15 @@ afterAll(async () => {
   await ps?.destroy((globalThis as { __outboxTestFailed?: boolean }).__outboxTestFailed === true);
 }, 90_000);
 
-const RELAY_METRICS = ['outbox_backlog', 'outbox_oldest_undelivered_age_seconds', 'outbox_published_total', 'outbox_publish_latency_seconds', 'outbox_parked', 'outbox_parked_events_total'];
-const PROJECTOR_METRICS = ['projector_consumer_lag', 'projector_dlq_total', 'projector_rebuild_progress_ratio'];
+const RELAY_METRICS = [
+  'outbox_backlog',
+  'outbox_oldest_undelivered_age_seconds',
+  'outbox_published_total',
+  'outbox_publish_latency_seconds',
+  'outbox_parked',
+  'outbox_parked_events_total',
+];
+const PROJECTOR_METRICS = ['outbox_projector_consumer_lag', 'outbox_projector_dlq_total', 'outbox_projector_rebuild_progress_ratio'];
 
 function outboxEnv(vars: Record<string, string>): NodeJS.ProcessEnv {
   return {
@@ -55,7 +62,9 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
     });
     if (v !== undefined) return v;
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what} (last seen: ${lastSeen})${child ? `; exit ${String(child.proc.exitCode)}, child output:\n${child.output().slice(-3000)}` : ''}`);
+      throw new Error(
+        `timed out waiting for ${what} (last seen: ${lastSeen})${child ? `; exit ${String(child.proc.exitCode)}, child output:\n${child.output().slice(-3000)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -73,11 +82,16 @@ async function waitForTopic(topic: string, child: Child): Promise<void> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await waitFor(`the relay to create ${topic}`, async () => {
-      if (!(await admin.listTopics()).includes(topic)) return undefined; // (metadata of a missing topic could auto-create it)
-      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
-      return meta.topics[0]?.partitions.every((p) => p.leader >= 0) ? true : undefined;
-    }, 60_000, child);
+    await waitFor(
+      `the relay to create ${topic}`,
+      async () => {
+        if (!(await admin.listTopics()).includes(topic)) return undefined; // (metadata of a missing topic could auto-create it)
+        const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+        return meta.topics[0]?.partitions.every((p) => p.leader >= 0) ? true : undefined;
+      },
+      60_000,
+      child,
+    );
   } finally {
     await admin.disconnect();
   }
@@ -106,15 +120,24 @@ function sum(s: Map<string, number>, name: string, having = ''): number {
   return total;
 }
 
-/** Projections that have a projector_consumer_lag sample for `topic`. */
+/** Projections that have a outbox_projector_consumer_lag sample for `topic`. */
 function lagProjections(s: Map<string, number>, topic: string): string[] {
   const names = new Set<string>();
-  for (const k of s.keys()) if (k.startsWith('projector_consumer_lag{') && k.includes(`topic="${topic}"`)) names.add(/projection="([^"]+)"/.exec(k)?.[1] ?? '?');
+  for (const k of s.keys()) if (k.startsWith('outbox_projector_consumer_lag{') && k.includes(`topic="${topic}"`)) names.add(/projection="([^"]+)"/.exec(k)?.[1] ?? '?');
   return [...names].sort();
 }
 
 function user(id: string, eventType: string, schemaVersion: number, payload: Record<string, unknown>): NewEvent {
-  return { aggregateType: 'user', aggregateId: id, eventType, schemaVersion, payload, actorId: 'user:readiness-test', traceId: randomUUID().replace(/-/g, ''), correlationId: `req-${id}` };
+  return {
+    aggregateType: 'user',
+    aggregateId: id,
+    eventType,
+    schemaVersion,
+    payload,
+    actorId: 'user:readiness-test',
+    traceId: randomUUID().replace(/-/g, ''),
+    correlationId: `req-${id}`,
+  };
 }
 
 test('/metrics of relay and projector: every listed metric, values moving as events are written', async () => {
@@ -172,7 +195,10 @@ test('/metrics of relay and projector: every listed metric, values moving as eve
     'the projector to apply 21 events and dead-letter 1',
     async () => {
       const p = await scrape(projectorPort);
-      return sum(p.samples, 'projector_applied_events_total', 'projection="audit_log"') === published && sum(p.samples, 'projector_dlq_total', 'projection="users"') === 1 ? true : undefined;
+      return sum(p.samples, 'outbox_projector_applied_events_total', 'projection="audit_log"') === published &&
+        sum(p.samples, 'outbox_projector_dlq_total', 'projection="users"') === 1
+        ? true
+        : undefined;
     },
     60_000,
     projector,
@@ -187,7 +213,7 @@ test('/metrics of relay and projector: every listed metric, values moving as eve
     backlog: [sum(r1.samples, 'outbox_backlog'), sum(r2.samples, 'outbox_backlog')],
     parked: [sum(r1.samples, 'outbox_parked'), sum(r2.samples, 'outbox_parked')],
     parkedEvents: [sum(r1.samples, 'outbox_parked_events_total'), sum(r2.samples, 'outbox_parked_events_total')],
-    dlq: [sum(p1.samples, 'projector_dlq_total'), sum(p2.samples, 'projector_dlq_total', 'projection="users"')],
+    dlq: [sum(p1.samples, 'outbox_projector_dlq_total'), sum(p2.samples, 'outbox_projector_dlq_total', 'projection="users"')],
     // Lag series appear per projection and partition with its first batch.
     lagProjections: [lagProjections(p1.samples, topic), lagProjections(p2.samples, topic)],
   };
@@ -203,8 +229,8 @@ test('/metrics of relay and projector: every listed metric, values moving as eve
   });
   expect(sum(r2.samples, 'outbox_oldest_undelivered_age_seconds')).toBeGreaterThan(sum(r1.samples, 'outbox_oldest_undelivered_age_seconds'));
   expect(sum(r2.samples, 'outbox_publish_latency_seconds_sum')).toBeGreaterThan(0);
-  expect(sum(p2.samples, 'projector_consumer_lag', `topic="${topic}"`)).toBe(0); // caught up
-  expect(p2.types.get('projector_rebuild_progress_ratio')).toBe('gauge'); // moves only during a rebuild
+  expect(sum(p2.samples, 'outbox_projector_consumer_lag', `topic="${topic}"`)).toBe(0); // caught up
+  expect(p2.types.get('outbox_projector_rebuild_progress_ratio')).toBe('gauge'); // moves only during a rebuild
 
   // A clean stop (SIGTERM → exit 0), then nothing left running.
   relay.proc.kill('SIGTERM');
@@ -212,7 +238,10 @@ test('/metrics of relay and projector: every listed metric, values moving as eve
   expect(await relay.exited).toBe(0);
   expect(await projector.exited).toBe(0);
   // The only error lines: the parking, logged with the event id and the reason.
-  const errors = relay.output().split('\n').filter((l) => /"level":(50|60)/.test(l));
+  const errors = relay
+    .output()
+    .split('\n')
+    .filter((l) => /"level":(50|60)/.test(l));
   expect(errors).toHaveLength(1);
   expect(JSON.parse(errors[0]!)).toMatchObject({ aggregateId: `poison-${topic}`, eventId: expect.any(String), reason: 'email: expected string, got number 42' });
   expect(projector.output()).not.toMatch(/"level":60/);
@@ -237,27 +266,46 @@ test('/readyz: 503 naming kafka while the broker is down, 200 after it restarts 
       OUTBOX_INSTANCE_ID: topic,
     }),
   );
-  const ready = await waitFor('relay /readyz 200', async () => {
-    const r = await readyz(port);
-    return r.status === 200 ? r : undefined;
-  }, 60_000, relay);
+  const ready = await waitFor(
+    'relay /readyz 200',
+    async () => {
+      const r = await readyz(port);
+      return r.status === 200 ? r : undefined;
+    },
+    60_000,
+    relay,
+  );
   expect(ready.body).toMatchObject({ status: 'ready', checks: { postgres: { ok: true }, kafka: { ok: true }, registry: { ok: true } } });
 
   const broker = ps.pidOf('kafka');
   process.kill(broker, 'SIGKILL');
   await waitDead(broker);
-  const down = await waitFor('/readyz 503 with kafka failing', async () => {
-    const r = await readyz(port);
-    return r.status === 503 ? r : undefined;
-  }, 30_000, relay);
-  expect(down.body).toMatchObject({ status: 'not ready', failing: ['kafka'], checks: { postgres: { ok: true }, kafka: { ok: false, error: expect.any(String) }, registry: { ok: true } } });
+  const down = await waitFor(
+    '/readyz 503 with kafka failing',
+    async () => {
+      const r = await readyz(port);
+      return r.status === 503 ? r : undefined;
+    },
+    30_000,
+    relay,
+  );
+  expect(down.body).toMatchObject({
+    status: 'not ready',
+    failing: ['kafka'],
+    checks: { postgres: { ok: true }, kafka: { ok: false, error: expect.any(String) }, registry: { ok: true } },
+  });
   expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200); // alive, just not ready
 
   expect((await ps.stack('up')).code).toBe(0); // restarts the broker
-  const back = await waitFor('/readyz 200 after the restart', async () => {
-    const r = await readyz(port);
-    return r.status === 200 ? r : undefined;
-  }, 60_000, relay);
+  const back = await waitFor(
+    '/readyz 200 after the restart',
+    async () => {
+      const r = await readyz(port);
+      return r.status === 200 ? r : undefined;
+    },
+    60_000,
+    relay,
+  );
   expect(back.body.status).toBe('ready');
 
   relay.proc.kill('SIGTERM');

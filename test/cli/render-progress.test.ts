@@ -20,7 +20,10 @@ test('off a terminal, one JSON line per update', () => {
   r.update(update);
   r.update({ ...update, processed: 30_000, ratio: 1, etaSeconds: 0 });
   r.done();
-  const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   expect(lines).toEqual([
     { type: 'rebuild_progress', phase: 'catching_up', processed: 12000, total: 30000, ratio: 0.4, eventsPerSecond: 8512, etaSeconds: 2 },
     { type: 'rebuild_progress', phase: 'catching_up', processed: 30000, total: 30000, ratio: 1, eventsPerSecond: 8512, etaSeconds: 0 },

@@ -29,10 +29,10 @@ export function childEnv(vars: Record<string, string | undefined>): NodeJS.Proce
   return env;
 }
 
-/** Runs `node bin/outbox.js ...args` and collects its output (killed after timeoutMs). */
-export function runOutbox(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<CliResult> {
+/** Runs `node bin/outbox.js ...args` (in the checkout, or in `cwd`) and collects its output (killed after timeoutMs). */
+export function runOutbox(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000, cwd = REPO): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, readEnvironment, type ConfigNeeds, type Env } from '../../core/config';
 import { isOutboxError } from '../../core/errors';
+import { childEnv, emptyEnvFile, runOutbox } from '../cli/run-outbox';
 
 // loadConfig is the one place the environment is validated: every bad value is an
 // OutboxError('CONFIG_INVALID') whose message starts with the variable's name.
@@ -34,6 +35,19 @@ test.each<[string, string, Env, RegExp]>([
   ['TLS flag', 'KAFKA_TLS', { ...base, KAFKA_TLS: 'sometimes' }, /^KAFKA_TLS must be true or false/],
   ['CA file missing', 'KAFKA_TLS_CA_FILE', { ...base, KAFKA_TLS_CA_FILE: '/nonexistent/ca.pem' }, /^KAFKA_TLS_CA_FILE names \/nonexistent\/ca.pem, which does not exist/],
   ['schema name', 'OUTBOX_SCHEMA', { ...base, OUTBOX_SCHEMA: 'Bad-Name' }, /^OUTBOX_SCHEMA must be a lower-case SQL identifier/],
+  ['projector schema name', 'OUTBOX_PROJECTOR_SCHEMA', { ...base, OUTBOX_PROJECTOR_SCHEMA: 'read models' }, /^OUTBOX_PROJECTOR_SCHEMA must be a lower-case SQL identifier/],
+  [
+    'projector schema = outbox schema',
+    'OUTBOX_PROJECTOR_SCHEMA',
+    { ...base, OUTBOX_SCHEMA: 'billing', OUTBOX_PROJECTOR_SCHEMA: 'billing' },
+    /^OUTBOX_PROJECTOR_SCHEMA must differ from OUTBOX_SCHEMA \("billing"\)/,
+  ],
+  [
+    'default projector schema too long',
+    'OUTBOX_PROJECTOR_SCHEMA',
+    { ...base, OUTBOX_SCHEMA: 'a'.repeat(60) },
+    /^OUTBOX_PROJECTOR_SCHEMA must be a lower-case SQL identifier of at most 63 characters, got "a{60}_read" \(the default/,
+  ],
   ['log level', 'LOG_LEVEL', { ...base, LOG_LEVEL: 'chatty' }, /^LOG_LEVEL must be one of/],
   ['batch size', 'OUTBOX_RELAY_BATCH_SIZE', { ...base, OUTBOX_RELAY_BATCH_SIZE: '0' }, /^OUTBOX_RELAY_BATCH_SIZE must be between 1 and 100000, got 0/],
   ['duration', 'OUTBOX_DELIVERED_RETENTION', { ...base, OUTBOX_DELIVERED_RETENTION: '1 week' }, /^OUTBOX_DELIVERED_RETENTION must be a duration/],
@@ -44,6 +58,12 @@ test.each<[string, string, Env, RegExp]>([
   const e = configError(env);
   expect(e.variable).toBe(variable);
   expect(e.message).toMatch(message);
+});
+
+test('the outbox lives in schema outbox and the projector in <OUTBOX_SCHEMA>_read unless set', () => {
+  expect(loadConfig(base, all)).toMatchObject({ schema: 'outbox', projector: { schema: 'outbox_read' } });
+  expect(loadConfig({ ...base, OUTBOX_SCHEMA: 'billing' }, all)).toMatchObject({ schema: 'billing', projector: { schema: 'billing_read' } });
+  expect(loadConfig({ ...base, OUTBOX_PROJECTOR_SCHEMA: 'read_models' }, all)).toMatchObject({ schema: 'outbox', projector: { schema: 'read_models' } });
 });
 
 test('a part that is not needed is not required, but is still validated when set', () => {
@@ -94,4 +114,89 @@ test('readEnvironment: environment over the env file; a named env file must exis
   writeFileSync(file, '# comment\nexport KAFKA_BROKERS=file:9092\nLOG_LEVEL="debug"\n');
   expect(readEnvironment({ OUTBOX_ENV_FILE: file, KAFKA_BROKERS: 'env:9092' })).toMatchObject({ KAFKA_BROKERS: 'env:9092', LOG_LEVEL: 'debug' });
   expect(() => readEnvironment({ OUTBOX_ENV_FILE: path.join(dir, 'missing') })).toThrow(/^OUTBOX_ENV_FILE names .*missing, which does not exist$/);
+});
+
+test('every invalid setting is reported at once, each named, in one CONFIG_INVALID error', () => {
+  let caught: unknown;
+  try {
+    loadConfig(
+      {
+        KAFKA_BROKERS: 'k1:9092,x',
+        SCHEMA_REGISTRY_URL: 'ftp://reg',
+        LOG_LEVEL: 'chatty',
+        OUTBOX_RELAY_BATCH_SIZE: 'many',
+        OUTBOX_LIVENESS_TIMEOUT: 'soon',
+        OUTBOX_SCHEMA: 'Bad-Name',
+      },
+      all,
+    );
+  } catch (err) {
+    caught = err;
+  }
+  if (!isOutboxError(caught, 'CONFIG_INVALID')) throw new Error(`expected CONFIG_INVALID, got ${String(caught)}`);
+  const problems = caught.details.problems as Array<{ variable: string; message: string }>;
+  expect(problems.map((p) => p.variable).sort()).toEqual(
+    ['DATABASE_URL', 'KAFKA_BROKERS', 'LOG_LEVEL', 'OUTBOX_LIVENESS_TIMEOUT', 'OUTBOX_RELAY_BATCH_SIZE', 'OUTBOX_SCHEMA', 'SCHEMA_REGISTRY_URL'].sort(),
+  );
+  for (const p of problems) {
+    expect(p.message.startsWith(`${p.variable} `)).toBe(true);
+    expect(caught.message).toContain(p.message);
+  }
+  expect(caught.details.variable).toBe(problems[0]!.variable);
+  // Two required variables missing: both named.
+  expect(configError({ SCHEMA_REGISTRY_URL: base.SCHEMA_REGISTRY_URL }).message).toMatch(/^DATABASE_URL is not set .*; KAFKA_BROKERS is not set/);
+});
+
+test('SASL without TLS is refused, naming the settings, unless explicitly allowed', () => {
+  for (const mechanism of ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']) {
+    const e = configError({ ...base, KAFKA_SASL_MECHANISM: mechanism, KAFKA_SASL_USERNAME: 'relay', KAFKA_SASL_PASSWORD: 'sasl-pw-2' });
+    expect(e.variable).toBe('KAFKA_TLS');
+    expect(e.message).toMatch(new RegExp(`^KAFKA_TLS is off while KAFKA_SASL_MECHANISM=${mechanism} is set`));
+    expect(e.message).toContain('KAFKA_TLS=true');
+    expect(e.message).toContain('OUTBOX_KAFKA_ALLOW_PLAINTEXT_SASL=true');
+    expect(e.message).not.toContain('sasl-pw-2');
+  }
+  expect(configError({ ...base, KAFKA_SASL_MECHANISM: 'PLAIN', KAFKA_SASL_USERNAME: 'relay', KAFKA_SASL_PASSWORD: 'sasl-pw-2' }).message).toContain(
+    'PLAIN sends the password in clear',
+  );
+  const sasl = { KAFKA_SASL_MECHANISM: 'PLAIN', KAFKA_SASL_USERNAME: 'relay', KAFKA_SASL_PASSWORD: 'sasl-pw-2' };
+  expect(loadConfig({ ...base, ...sasl, KAFKA_TLS: 'true' }, all).kafka).toMatchObject({ ssl: { rejectUnauthorized: true }, sasl: { mechanism: 'plain' } });
+  const allowed = loadConfig({ ...base, ...sasl, OUTBOX_KAFKA_ALLOW_PLAINTEXT_SASL: 'true' }, all).kafka;
+  expect(allowed).toMatchObject({ ssl: false, sasl: { mechanism: 'plain' }, allowPlaintextSasl: true });
+  expect(configError({ ...base, OUTBOX_KAFKA_ALLOW_PLAINTEXT_SASL: 'maybe' }).variable).toBe('OUTBOX_KAFKA_ALLOW_PLAINTEXT_SASL');
+  // Without SASL there are no credentials to protect: plaintext Kafka stays the default.
+  expect(loadConfig(base, all).kafka.ssl).toBe(false);
+});
+
+test('the liveness timeout defaults to 2 minutes and takes a duration', () => {
+  expect(loadConfig(base, all).livenessTimeoutMs).toBe(120_000);
+  expect(loadConfig({ ...base, OUTBOX_LIVENESS_TIMEOUT: '45s' }, all).livenessTimeoutMs).toBe(45_000);
+  expect(configError({ ...base, OUTBOX_LIVENESS_TIMEOUT: 'soon' }).message).toMatch(/^OUTBOX_LIVENESS_TIMEOUT must be a duration/);
+  expect(configError({ ...base, OUTBOX_LIVENESS_TIMEOUT: '200ms' }).message).toMatch(/^OUTBOX_LIVENESS_TIMEOUT must be at least 1s/);
+});
+
+test('outbox relay with SASL over plaintext stops at start-up with the settings named, before connecting', async () => {
+  const result = await runOutbox(
+    ['relay'],
+    childEnv({
+      OUTBOX_ENV_FILE: emptyEnvFile(),
+      DATABASE_URL: process.env.DATABASE_URL,
+      KAFKA_BROKERS: process.env.KAFKA_BROKERS,
+      SCHEMA_REGISTRY_URL: process.env.SCHEMA_REGISTRY_URL,
+      KAFKA_SASL_MECHANISM: 'PLAIN',
+      KAFKA_SASL_USERNAME: 'relay',
+      KAFKA_SASL_PASSWORD: 'sasl-cli-pw-3',
+    }),
+  );
+  expect(result.code).not.toBe(0);
+  expect(result.stderr).toMatch(/KAFKA_TLS is off while KAFKA_SASL_MECHANISM=PLAIN is set/);
+  expect(result.stderr).toContain('OUTBOX_KAFKA_ALLOW_PLAINTEXT_SASL=true');
+  expect(result.stderr).not.toMatch(/unreachable|relay started|became the active relay/);
+  expect(result.stdout + result.stderr).not.toContain('sasl-cli-pw-3');
+});
+
+test('the admin port is left to the component unless OUTBOX_ADMIN_PORT is set (0 turns it off)', () => {
+  expect(loadConfig(base, all).adminPort).toBeUndefined();
+  expect(loadConfig({ ...base, OUTBOX_ADMIN_PORT: '0' }, all).adminPort).toBe(0);
+  expect(loadConfig({ ...base, OUTBOX_ADMIN_PORT: '9500' }, all).adminPort).toBe(9500);
 });

@@ -15,9 +15,13 @@ import { connectClient } from '../../core/pg';
 const dir = mkdtempSync(path.join(os.tmpdir(), 'outbox-tls-'));
 const keyFile = path.join(dir, 'key.pem');
 const certFile = path.join(dir, 'cert.pem');
-execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], {
-  stdio: 'ignore',
-});
+execFileSync(
+  'openssl',
+  ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'],
+  {
+    stdio: 'ignore',
+  },
+);
 const key = readFileSync(keyFile);
 const cert = readFileSync(certFile);
 const servers: Server[] = [];

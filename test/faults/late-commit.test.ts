@@ -43,11 +43,18 @@ test('late commits: kafka-outbox 0 lost / 0 reordered / 0 double-applied; the na
       await c.query('COMMIT');
       c.release();
     }
-    const report = await verifyAndPrint('late-commit', db.pool, kafkaOf(env), [topic], { projections: true }, {
-      late_transactions: 3,
-      rolled_back: 1,
-      naive_poller_lost: await sleep(500).then(() => naiveLost(db.pool, naive.seen)),
-    });
+    const report = await verifyAndPrint(
+      'late-commit',
+      db.pool,
+      kafkaOf(env),
+      [topic],
+      { projections: true },
+      {
+        late_transactions: 3,
+        rolled_back: 1,
+        naive_poller_lost: await sleep(500).then(() => naiveLost(db.pool, naive.seen)),
+      },
+    );
     expect(report).toMatchObject({ committed: 453, ...ZERO });
     // The control must lose the late commits (proof that the scenario can see a loss); with 4 concurrent
     // writers it may lose a few ordinary events too.

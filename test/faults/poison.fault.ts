@@ -1,5 +1,6 @@
 import { startRelay } from '../../relay';
 import { useTestDatabase, uniqueName } from '../support/isolation';
+import { readTopics } from '../support/kafka';
 import { writeWorkload } from '../support/workload';
 import { inProcessProjector, kafkaOf, logger, scenarioConfig, scenarioEnv, seedUsers, sleep, verifyAndPrint, ZERO } from './support';
 
@@ -45,20 +46,38 @@ test('poison rows park only their aggregates; poison messages are dead-lettered;
       ],
     });
     expect(await writing).toBe(6_000);
-    const report = await verifyAndPrint('poison-inputs', db.pool, kafkaOf(env), [topic], { projections: true, where: "aggregate_id NOT LIKE 'poison%'" }, {
-      poison_rows: 4,
-      held_back_rows: 4,
-      parked_events: new Set(parked).size,
-      raw_poison_messages: 2,
-      dead_lettered: await (async () => {
-        for (let i = 0; i < 100; i++) {
-          const { rows } = await db.pool.query<{ n: number }>('SELECT count(DISTINCT (topic, partition, "offset"))::int AS n FROM projector_dead_letters').catch(() => ({ rows: [{ n: 0 }] }));
-          if (rows[0]!.n >= 2) return rows[0]!.n;
-          await sleep(200);
-        }
-        return 0;
-      })(),
-    });
+    const rawPoison = 2;
+    const deadLettered = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await db.pool
+          .query<{ n: number }>('SELECT count(DISTINCT (topic, partition, "offset"))::int AS n FROM projector_dead_letters')
+          .catch(() => ({ rows: [{ n: 0 }] }));
+        if (rows[0]!.n >= rawPoison) return rows[0]!.n;
+        await sleep(200);
+      }
+      return 0;
+    })();
+    const report = await verifyAndPrint(
+      'poison-inputs',
+      db.pool,
+      kafkaOf(env),
+      [topic],
+      { projections: true, where: "aggregate_id NOT LIKE 'poison%'" },
+      {
+        poison_rows: 4,
+        held_back_rows: 4,
+        parked_events: new Set(parked).size,
+        raw_poison_messages: rawPoison,
+        dead_lettered: deadLettered,
+      },
+    );
+    // Every raw poison message was dead-lettered once, and nothing else was: in the projector's record
+    // and on the dead-letter topic (a decode failure is shared by the projections of the topic).
+    expect(deadLettered).toBe(rawPoison);
+    const recorded = (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM projector_dead_letters')).rows[0]!.n;
+    expect(recorded).toBe(rawPoison);
+    const dlq = await readTopics(kafka, [`${topic}.dlq`], { timeoutMs: 30_000 });
+    expect(dlq.map((m) => m.message.key?.toString()).sort()).toEqual(['raw-1', 'raw-2']);
     // The two raw messages are on the topic without an outbox event id: "unexpected" by design here.
     expect(report).toMatchObject({ committed: 6_000 + aggregates, ...ZERO, unexpected: 2 });
     expect(new Set(parked).size).toBe(4);

@@ -9,5 +9,8 @@ afterAll(async () => {
   for (const c of children) await killHard(c);
 });
 
-test('relay kill -9 every ~10 s for a minute under load: 0 lost, 0 reordered, 0 double-applied', () =>
-  relayKillScenario(db, children, { scenario: 'relay-kill-9', seconds: 60, ratePerSec: 400, killEveryMs: 10_000 }), 400_000);
+test(
+  'relay kill -9 every ~10 s for a minute under load: 0 lost, 0 reordered, 0 double-applied',
+  () => relayKillScenario(db, children, { scenario: 'relay-kill-9', seconds: 60, ratePerSec: 400, killEveryMs: 10_000 }),
+  400_000,
+);

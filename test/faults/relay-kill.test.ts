@@ -10,5 +10,8 @@ afterAll(async () => {
   for (const c of children) await killHard(c);
 });
 
-test('relay kill -9 every ~3 s under load: 0 lost, 0 reordered, 0 double-applied', () =>
-  relayKillScenario(db, children, { scenario: 'relay-kill-9-short', seconds: 12, ratePerSec: 400, killEveryMs: 3000 }), 240_000);
+test(
+  'relay kill -9 every ~3 s under load: 0 lost, 0 reordered, 0 double-applied',
+  () => relayKillScenario(db, children, { scenario: 'relay-kill-9-short', seconds: 12, ratePerSec: 400, killEveryMs: 3000 }),
+  240_000,
+);

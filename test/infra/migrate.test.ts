@@ -72,6 +72,28 @@ test('migrations are idempotent: a second run applies nothing and changes nothin
   }
 });
 
+test("the projector's tables are created in the projector schema (default <schema>_read), apart from the history", async () => {
+  const url = await freshDatabase();
+  const c = await connect(url);
+  try {
+    await migrate(c, { schema: 'history', logger });
+    await migrate(c, { schema: 'other', projectorSchema: 'views', logger });
+    const { rows } = await c.query<{ schemaname: string; tablename: string }>(
+      `SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN ('history', 'history_read', 'other', 'views') ORDER BY 1, 2`,
+    );
+    const projectorTables = ['projector_dead_letters', 'projector_generations', 'projector_offsets', 'projector_projections', 'projector_seen_events', 'projector_snapshots'];
+    const inSchema = (s: string) => rows.filter((r) => r.schemaname === s).map((r) => r.tablename);
+    expect(inSchema('history_read')).toEqual(projectorTables);
+    expect(inSchema('views')).toEqual(projectorTables);
+    for (const s of ['history', 'other']) {
+      expect(inSchema(s)).toEqual(expect.arrayContaining(['outbox', 'outbox_aggregates', 'outbox_delivery', 'outbox_migrations']));
+      expect(inSchema(s).filter((t) => t.startsWith('projector_'))).toEqual([]);
+    }
+  } finally {
+    await c.end();
+  }
+});
+
 test('two concurrent migrate() calls on a fresh database both succeed and apply each migration once', async () => {
   const url = await freshDatabase();
   const [a, b] = await Promise.all([connect(url), connect(url)]);
@@ -136,9 +158,9 @@ test('the schema is configurable: migrate into custom_ns and append, verify and 
     await c.query('COMMIT');
 
     const counts = await c.query<{ custom: string; pub: string }>(
-      `SELECT (SELECT count(*) FROM custom_ns.outbox) AS custom, (SELECT count(*) FROM public.outbox WHERE aggregate_type = 'ns') AS pub`,
+      `SELECT (SELECT count(*) FROM custom_ns.outbox) AS custom, (SELECT count(*) FROM outbox.outbox WHERE aggregate_type = 'ns') AS pub`,
     );
-    expect(counts.rows[0]).toEqual({ custom: '3', pub: '0' });
+    expect(counts.rows[0]).toEqual({ custom: '3', pub: '0' }); // nothing in the default schema
     expect(await verifyChain(c, { schema: 'custom_ns' })).toMatchObject({ ok: true, checked: 3 });
     for (let i = 0; i < 50 && notes.length < 2; i++) await new Promise((res) => setTimeout(res, 20));
     expect(notes).toEqual(['custom_ns', 'custom_ns']);

@@ -2,7 +2,8 @@ import { SchemaType } from '@kafkajs/confluent-schema-registry';
 import { loadConfig } from '../../core/config';
 import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
-import { createRegistry, registryRequest } from '../../core/registry';
+import { registryRequest } from '../../core/registry';
+import { createRegistry } from '../support/registry-client';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { createTopics, readTopics } from '../support/kafka';
 
@@ -30,7 +31,7 @@ test('Avro through the registry and Kafka, round trip', async () => {
   expect(id).toBeGreaterThan(0);
 
   // The registry really stored it: it is listed under its subject with the same id.
-  const latest = await registryRequest(config.registry, 'GET', `/subjects/${subject}/versions/latest`);
+  const latest = await registryRequest(config.registry, { method: 'GET', path: `/subjects/${subject}/versions/latest` });
   expect(latest.status).toBe(200);
   expect((latest.body as { id: number }).id).toBe(id);
 

@@ -1,9 +1,8 @@
-import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
 import { builtInProjections, startProjector, type RunningProjector } from '../../projector';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { readTopics } from '../support/kafka';
-import { createTopic, produceEvents, testCatalog, testConfig, testEncoder, UserStreams, waitFor } from './support';
+import { produceEvents, projectorFixture, waitFor } from './support';
 
 // Bad messages produced straight to the topic land in <topic>.dlq exactly once (with the original bytes
 // and Kafka Connect style error headers) while the good messages around them are applied; a broken
@@ -17,13 +16,7 @@ afterAll(async () => {
 });
 
 test('wrong magic byte, unknown schema id, truncated body and a rejected event each land in the DLQ once; the rest is applied', async () => {
-  const config = testConfig(db.url);
-  const kafka = createKafka(config.kafka, logger);
-  const topic = uniqueName('user_events');
-  await createTopic(kafka, topic, 1);
-  const catalog = testCatalog(uniqueName('ns'));
-  const encoder = await testEncoder(config, catalog, logger);
-  const streams = new UserStreams();
+  const { config, kafka, topic, catalog, encoder, streams } = await projectorFixture(db.url, logger);
 
   const a = streams.life('a', 3);
   const b = streams.life('b', 1);
@@ -94,7 +87,8 @@ test('wrong magic byte, unknown schema id, truncated body and a rejected event e
     expect(m.message.headers?.['__connect.errors.partition']?.toString()).toBe('0');
     expect(m.message.headers?.['__connect.errors.exception.message']?.toString()).toMatch(/\S/);
   }
-  const byClass = (c: string): Buffer => dlq.find((m) => m.message.headers?.['__connect.errors.exception.class.name']?.toString() === `kafka_outbox.projector.${c}`)!.message.value!;
+  const byClass = (c: string): Buffer =>
+    dlq.find((m) => m.message.headers?.['__connect.errors.exception.class.name']?.toString() === `kafka_outbox.projector.${c}`)!.message.value!;
   expect(byClass('BadMagicByte').equals(badMagic)).toBe(true);
   expect(byClass('UnknownSchemaId').equals(unknownId)).toBe(true);
   expect(byClass('UndecodableMessage').equals(truncated)).toBe(true);
@@ -103,11 +97,21 @@ test('wrong magic byte, unknown schema id, truncated body and a rejected event e
   // checkpoint skips everything, nothing is applied or dead-lettered twice.
   await Promise.all(projectors.map((p) => p.stop()));
   projectors = [await start(uniqueName('g2'))];
-  await new Promise((r) => setTimeout(r, 8000));
+  // Evidence that the second projector consumed past everything above: a sentinel user produced after
+  // it started is applied by both projections (audit_log and users).
+  const sentinel = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await sentinel.connect();
+  await produceEvents(sentinel, encoder, topic, streams.life('sentinel', 1));
+  await sentinel.disconnect();
+  await waitFor('the second projector applied the sentinel', async () => {
+    const n = await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE aggregate_id = 'sentinel'`);
+    const u = await db.pool.query(`SELECT 1 FROM users WHERE user_id = 'sentinel'`);
+    return n.rows[0]!.n === 1 && u.rowCount === 1;
+  });
   const again = await readTopics(kafka, [dlqTopic], { timeoutMs: 30_000 });
   expect(again).toHaveLength(4);
   const recorded = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM projector_dead_letters');
   expect(recorded.rows[0]!.n).toBe(4);
-  expect((await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log')).rows[0]!.n).toBe(9);
+  expect((await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE aggregate_id <> 'sentinel'`)).rows[0]!.n).toBe(9);
   expect((await db.pool.query<{ n: number }>(`SELECT events_applied AS n FROM users WHERE user_id = 'a'`)).rows[0]!.n).toBe(5);
 });

@@ -1,9 +1,8 @@
-import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
 import { startProjector, type Projection, type RunningProjector } from '../../projector';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { readTopics } from '../support/kafka';
-import { createTopic, produceEvents, testCatalog, testConfig, testEncoder, UserStreams, waitFor } from './support';
+import { projectorFixture, waitFor } from './support';
 
 // A custom projection whose batch path throws for one event: the batch is redone event by event, only
 // that event is dead-lettered (handler rejection), the others are applied exactly once.
@@ -16,18 +15,9 @@ afterAll(async () => {
 });
 
 test('a throwing handler rejects only its event; the rest of the batch is applied once', async () => {
-  const config = testConfig(db.url);
-  const kafka = createKafka(config.kafka, logger);
-  const topic = uniqueName('user_events');
-  await createTopic(kafka, topic, 1);
-  const catalog = testCatalog(uniqueName('ns'));
-  const encoder = await testEncoder(config, catalog, logger);
-  const streams = new UserStreams();
+  const { config, kafka, topic, catalog, streams, produce } = await projectorFixture(db.url, logger);
   const events = ['a', 'bad', 'c', 'd'].map((id) => streams.event(id, 'UserRegistered', 1, { email: `${id}@x`, name: id }));
-  const producer = kafka.producer();
-  await producer.connect();
-  await produceEvents(producer, encoder, topic, events);
-  await producer.disconnect();
+  await produce(events);
 
   let batchCalls = 0;
   const insert: NonNullable<Projection['handlers'][string]> = async (e, ctx) => {

@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { createKafka } from '../../core/kafka';
 import { trackRunning } from '../../core/lifecycle';
 import { silentLogger } from '../../core/logger';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { REPO_ROOT } from '../support/stack';
-import { createTopic, expectedUsers, produceEvents, testCatalog, testConfig, testEncoder, UserStreams, waitFor, type TestEvent } from './support';
+import { expectedUsers, projectorFixture, type TestEvent, waitFor } from './support';
 
 // kill -9 of the projector process 5 times during a 20,000-event run: the read model equals a fold of
 // the written events, no event applied twice, none missed.
@@ -48,24 +47,15 @@ function spawnProjector(env: NodeJS.ProcessEnv, options: object): { child: Child
 }
 
 test('kill -9 five times during a 20,000-event run: read model = fold of the events, nothing applied twice or missed', async () => {
-  const config = testConfig(db.url);
-  const kafka = createKafka(config.kafka, logger);
-  const topic = uniqueName('user_events');
-  await createTopic(kafka, topic, 3);
-  const namespace = uniqueName('ns');
-  const catalog = testCatalog(namespace);
-  const encoder = await testEncoder(config, catalog, logger);
-  const streams = new UserStreams();
+  const { topic, namespace, streams, produce } = await projectorFixture(db.url, logger, { partitions: 3 });
   let seed = 42;
-  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const perUser: TestEvent[][] = Array.from({ length: USERS }, (_, i) => streams.life(`u${i}`, TOTAL / USERS, rnd));
   // Interleave users (as concurrent writers would), per-user order kept.
   const events: TestEvent[] = [];
   for (let j = 0; j < TOTAL / USERS; j++) for (const list of perUser) events.push(list[j]!);
 
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
-  const produced = produceEvents(producer, encoder, topic, events, 2000).finally(() => producer.disconnect());
+  const produced = produce(events, { idempotent: true, maxInFlightRequests: 1 });
 
   const env = {
     ...process.env,

@@ -1,9 +1,9 @@
 import { Registry } from 'prom-client';
-import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
-import { builtInProjections, loadAggregate, projectionStatus, readProjectionLag, startProjector, userReducer, type RunningProjector, type UserState } from '../../projector';
+import { builtInProjections, loadAggregate, projectionStatus, readProjectionLag, startProjector, type RunningProjector } from '../../projector';
+import { userReducer, type UserState } from '../../examples/users-service/projections/users';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { createTopic, produceEvents, testCatalog, testConfig, testEncoder, UserStreams, waitFor } from './support';
+import { projectorFixture, waitFor } from './support';
 
 // Snapshots every N events; loadAggregate = latest snapshot of this reducer version + the events after
 // it; a snapshot of another reducer version is ignored. Lag per projection and partition; metrics.
@@ -16,18 +16,9 @@ afterAll(async () => {
 });
 
 test('snapshots every N events, loadAggregate from snapshot equals full replay, other reducer versions ignored; lag and metrics', async () => {
-  const config = testConfig(db.url, { OUTBOX_SNAPSHOT_EVERY: '100' });
-  const kafka = createKafka(config.kafka, logger);
-  const topic = uniqueName('user_events');
-  await createTopic(kafka, topic, 2);
-  const catalog = testCatalog(uniqueName('ns'));
-  const encoder = await testEncoder(config, catalog, logger);
-  const streams = new UserStreams();
+  const { config, topic, catalog, streams, produce } = await projectorFixture(db.url, logger, { partitions: 2, env: { OUTBOX_SNAPSHOT_EVERY: '100' } });
   const events = [...streams.life('big', 250), ...streams.life('small', 5)];
-  const producer = kafka.producer();
-  await producer.connect();
-  await produceEvents(producer, encoder, topic, events);
-  await producer.disconnect();
+  await produce(events);
 
   const registry = new Registry();
   projector = await startProjector({
@@ -76,6 +67,6 @@ test('snapshots every N events, loadAggregate from snapshot equals full replay, 
   expect(status.every((s) => s.lag === 0)).toBe(true);
 
   const text = await registry.metrics();
-  expect(text).toMatch(/projector_applied_events_total\{projection="audit_log"\} 255/);
-  expect(text).toMatch(/projector_consumer_lag\{projection="users",topic="[^"]+",partition="\d"\} 0/);
+  expect(text).toMatch(/outbox_projector_applied_events_total\{projection="audit_log"\} 255/);
+  expect(text).toMatch(/outbox_projector_consumer_lag\{projection="users",topic="[^"]+",partition="\d"\} 0/);
 });

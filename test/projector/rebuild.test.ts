@@ -1,8 +1,9 @@
-import { createKafka } from '../../core/kafka';
+import { Registry } from 'prom-client';
 import { silentLogger } from '../../core/logger';
-import { builtInProjections, createUsersProjection, rebuildProjection, startProjector, type RebuildProgress, type RunningProjector } from '../../projector';
+import { builtInProjections, rebuildProjection, startProjector, type RebuildProgress, type RunningProjector } from '../../projector';
+import { createUsersProjection } from '../../examples/users-service/projections/users';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { createTopic, expectedUsers, produceEvents, testCatalog, testConfig, testEncoder, UserStreams, waitFor, type TestEvent } from './support';
+import { expectedUsers, produceEvents, projectorFixture, type TestEvent, waitFor } from './support';
 
 // Rebuilding `users` from offset 0 while events keep flowing and readers keep querying: no read fails,
 // and the result equals the live projection (the fold of every event). Then a dry run compares.
@@ -15,13 +16,7 @@ afterAll(async () => {
 });
 
 test('rebuild users from offset 0 under load: readers never fail, swap is atomic, result equals live; dry run compares equal', async () => {
-  const config = testConfig(db.url);
-  const kafka = createKafka(config.kafka, logger);
-  const topic = uniqueName('user_events');
-  await createTopic(kafka, topic, 3);
-  const catalog = testCatalog(uniqueName('ns'));
-  const encoder = await testEncoder(config, catalog, logger);
-  const streams = new UserStreams();
+  const { config, kafka, topic, catalog, encoder, streams } = await projectorFixture(db.url, logger, { partitions: 3 });
   const events: TestEvent[] = [];
   for (let i = 0; i < 100; i++) events.push(...streams.life(`u${i}`, 50));
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
@@ -37,7 +32,11 @@ test('rebuild users from offset 0 under load: readers never fail, swap is atomic
     groupIdPrefix: uniqueName('g'),
     sessionTimeoutMs: 6000,
   });
-  await waitFor('live caught up', async () => (await db.pool.query<{ n: number }>('SELECT coalesce(sum(events_applied), 0)::int AS n FROM users')).rows[0]!.n === events.length, 90_000);
+  await waitFor(
+    'live caught up',
+    async () => (await db.pool.query<{ n: number }>('SELECT coalesce(sum(events_applied), 0)::int AS n FROM users')).rows[0]!.n === events.length,
+    90_000,
+  );
 
   // Events keep flowing...
   let flowing = true;
@@ -69,12 +68,21 @@ test('rebuild users from offset 0 under load: readers never fail, swap is atomic
           reads++;
         } catch (err) {
           failures.push(String(err));
+          // Yield to the event loop: a pool that fails at once (ended after a failed test) must not spin.
+          await new Promise((r) => setTimeout(r, 50));
         }
       }
     })(),
   );
 
+  // However the rebuild ends, the writer and the readers stop (and with them their use of the pool).
+  const stopLoad = async (): Promise<void> => {
+    flowing = false;
+    reading = false;
+    await Promise.allSettled([flow, ...readers]);
+  };
   const progress: RebuildProgress[] = [];
+  const registry = new Registry();
   const result = await rebuildProjection({
     config,
     logger,
@@ -86,9 +94,16 @@ test('rebuild users from offset 0 under load: readers never fail, swap is atomic
     onProgress: (p) => progress.push(p),
     progressIntervalMs: 200,
     timeoutMs: 120_000,
+    metrics: { registry },
+  }).catch(async (err: unknown) => {
+    await stopLoad();
+    throw err;
   });
   expect(result).toMatchObject({ projection: 'users', generation: 2, previousGeneration: 1, swapped: true });
   expect(result.events).toBeGreaterThanOrEqual(5000);
+  // The rebuild rate as a counter (rate() of it), beside the progress gauges.
+  const counted = (await registry.getSingleMetricAsString('outbox_projector_rebuild_events_total')).match(/projection="users"} (\d+)/)?.[1];
+  expect(Number(counted)).toBeGreaterThanOrEqual(5000);
   // Keep flowing and reading a little after the swap: live now applies into generation 2.
   await new Promise((r) => setTimeout(r, 1500));
   flowing = false;
@@ -109,7 +124,11 @@ test('rebuild users from offset 0 under load: readers never fail, swap is atomic
 
   // The result equals the fold of every event produced (what the live projection must hold).
   const expected = expectedUsers(events);
-  await waitFor('live caught up after the swap', async () => (await db.pool.query<{ n: number }>('SELECT coalesce(sum(events_applied), 0)::int AS n FROM users')).rows[0]!.n === events.length, 60_000);
+  await waitFor(
+    'live caught up after the swap',
+    async () => (await db.pool.query<{ n: number }>('SELECT coalesce(sum(events_applied), 0)::int AS n FROM users')).rows[0]!.n === events.length,
+    60_000,
+  );
   const { rows } = await db.pool.query<Record<string, unknown> & { user_id: string }>(
     'SELECT user_id, email, email_verified, first_name, last_name, active, version::int AS version, events_applied FROM users',
   );

@@ -2,7 +2,7 @@ import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
 import { builtInProjections, startProjector, type RunningProjector } from '../../projector';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { createTopic, produceEvents, testCatalog, testConfig, testEncoder, UserStreams, waitFor } from './support';
+import { createTopic, produceWith, testCatalog, testConfig, testEncoder, UserStreams, waitFor } from './support';
 
 // A projector started before the relay has created its topic waits for it (instead of failing), and
 // a topic that never comes is named in the error after the wait.
@@ -31,11 +31,7 @@ test('waits for a topic created after it started, then projects', async () => {
   await new Promise((r) => setTimeout(r, 2000));
   await createTopic(kafka, topic, 1);
   projector = await starting;
-  const encoder = await testEncoder(config, catalog, logger);
-  const producer = kafka.producer();
-  await producer.connect();
-  await produceEvents(producer, encoder, topic, new UserStreams().life('early', 5));
-  await producer.disconnect();
+  await produceWith(kafka, await testEncoder(config, catalog, logger), topic, new UserStreams().life('early', 5));
   await waitFor('applied', async () => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log')).rows[0]!.n === 5);
 });
 

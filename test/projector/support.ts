@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer, ProducerConfig } from 'kafkajs';
 import { loadConfig, type OutboxConfig } from '../../core/config';
+import { createKafka } from '../../core/kafka';
 import type { Logger } from '../../core/logger';
 import { loadCatalog, type SchemaCatalog } from '../../schemas/catalog';
 import { createEventEncoder, type EventEncoder, type OutboxEventForEncoding } from '../../schemas/encode-event';
-import { canonicalJsonb, computeHash, ZERO_HASH } from '../../writer/canonical';
+import { canonicalJsonb, computeHash, ZERO_HASH } from '../../event';
+import { uniqueName } from '../support/isolation';
 
 /** Test configuration for a per-file database. */
 export function testConfig(databaseUrl: string, overrides: Record<string, string> = {}): OutboxConfig {
@@ -105,7 +107,7 @@ export function expectedUsers(events: TestEvent[]): Map<string, Record<string, u
 }
 
 /** Encode and produce events (keyed by aggregate id, relay-like headers) in chunks. */
-export async function produceEvents(producer: Producer, encoder: EventEncoder, topic: string, events: TestEvent[], chunk = 2000): Promise<void> {
+export async function produceEvents(producer: Pick<Producer, 'send'>, encoder: EventEncoder, topic: string, events: TestEvent[], chunk = 2000): Promise<void> {
   for (let i = 0; i < events.length; i += chunk) {
     const messages = [];
     for (const e of events.slice(i, i + chunk)) {
@@ -114,7 +116,14 @@ export async function produceEvents(producer: Producer, encoder: EventEncoder, t
       messages.push({
         key: e.aggregateId,
         value: r.value,
-        headers: { event_id: e.eventId, event_type: e.eventType, schema_version: String(e.schemaVersion), aggregate_type: e.aggregateType, aggregate_id: e.aggregateId, aggregate_version: String(e.aggregateVersion) },
+        headers: {
+          event_id: e.eventId,
+          event_type: e.eventType,
+          schema_version: String(e.schemaVersion),
+          aggregate_type: e.aggregateType,
+          aggregate_id: e.aggregateId,
+          aggregate_version: String(e.aggregateVersion),
+        },
       });
     }
     await producer.send({ topic, acks: -1, messages });
@@ -144,4 +153,60 @@ export async function createTopic(kafka: Kafka, topic: string, partitions: numbe
   } finally {
     await admin.disconnect();
   }
+}
+
+/** Produce events with a producer of its own: connect, produce (see produceEvents), disconnect. */
+export async function produceWith(kafka: Kafka, encoder: EventEncoder, topic: string, events: TestEvent[], producerConfig?: ProducerConfig): Promise<void> {
+  const producer = kafka.producer(producerConfig);
+  await producer.connect();
+  try {
+    await produceEvents(producer, encoder, topic, events);
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+export interface ProjectorFixtureOptions {
+  /** Partitions of the topic (default 1). */
+  partitions?: number;
+  /** Prefix of the topic's unique name (default `user_events`). */
+  topicPrefix?: string;
+  /** Settings over the test configuration (`{ OUTBOX_SNAPSHOT_EVERY: '100' }`). */
+  env?: Record<string, string>;
+  /** The catalog (default: the users catalog under a namespace of its own). */
+  catalog?: SchemaCatalog;
+}
+
+/** What a projector test starts from: its configuration and Kafka client, a new topic, a catalog of its own with its encoder, and user streams. */
+export interface ProjectorFixture {
+  config: OutboxConfig;
+  kafka: Kafka;
+  topic: string;
+  /** The catalog's namespace (undefined for a catalog passed in). */
+  namespace?: string;
+  catalog: SchemaCatalog;
+  encoder: EventEncoder;
+  streams: UserStreams;
+  /** Produce events to the topic (produceWith). */
+  produce(events: TestEvent[], producerConfig?: ProducerConfig): Promise<void>;
+}
+
+export async function projectorFixture(databaseUrl: string, logger: Logger, options: ProjectorFixtureOptions = {}): Promise<ProjectorFixture> {
+  const config = testConfig(databaseUrl, options.env);
+  const kafka = createKafka(config.kafka, logger);
+  const topic = uniqueName(options.topicPrefix ?? 'user_events');
+  await createTopic(kafka, topic, options.partitions ?? 1);
+  const namespace = options.catalog ? undefined : uniqueName('ns');
+  const catalog = options.catalog ?? testCatalog(namespace!);
+  const encoder = await testEncoder(config, catalog, logger);
+  return {
+    config,
+    kafka,
+    topic,
+    ...(namespace !== undefined ? { namespace } : {}),
+    catalog,
+    encoder,
+    streams: new UserStreams(),
+    produce: (events, producerConfig) => produceWith(kafka, encoder, topic, events, producerConfig),
+  };
 }

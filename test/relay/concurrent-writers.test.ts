@@ -18,7 +18,7 @@ test('10,000 events from 8 concurrent writers over 200 aggregates: none lost, fi
     expect(written).toBe(10_000);
     const report = await checkDelivery(db.pool, createKafka(config.kafka, logger), [topic], { timeoutMs: 120_000 });
     process.stdout.write(`concurrent writers: ${JSON.stringify(report)}\n`);
-    expect(report).toMatchObject({ committed: 10_000, lost: 0, reordered: 0, unexpected: 0 });
+    expect(report).toMatchObject({ committed: 10_000, lost: 0, reordered: 0, unexpected: 0, duplicates: 0, divergent: 0, malformed: 0 });
   } finally {
     await relay.stop();
   }

@@ -27,7 +27,7 @@ test('5,000 events of 1 KB in one claimed batch on one partition are all deliver
   const relay = startRelay({ config, logger });
   try {
     const report = await checkDelivery(db.pool, createKafka(config.kafka, logger), [topic], { where: "aggregate_id <> 'huge'", timeoutMs: 90_000 });
-    expect(report).toMatchObject({ committed: 5000, lost: 0, reordered: 0, unexpected: 0 });
+    expect(report).toMatchObject({ committed: 5000, lost: 0, reordered: 0, unexpected: 0, duplicates: 0, divergent: 0, malformed: 0 });
     const { rows } = await db.pool.query<{ park_reason: string }>("SELECT park_reason FROM outbox_delivery WHERE aggregate_id = 'huge'");
     expect(rows[0]?.park_reason).toMatch(/bytes, more than the broker accepts \(OUTBOX_KAFKA_MAX_MESSAGE_BYTES=1000000\)/);
   } finally {
@@ -39,7 +39,24 @@ test('chunking keeps each partition under the limit and the original order', () 
   const events: EncodedEvent[] = Array.from({ length: 30 }, (_, i) => ({
     topic: 't',
     value: Buffer.alloc(100),
-    event: { id: String(i), eventId: `e${i}`, aggregateId: `a${i % 3}`, aggregateType: 'user', aggregateVersion: 1, eventType: 'X', schemaVersion: 1, payload: {}, actorId: 'a', traceId: 't', correlationId: null, causationId: null, traceparent: null, occurredAt: '2026-01-01T00:00:00.000000Z', hash: Buffer.alloc(32), prevHash: Buffer.alloc(32) } satisfies PendingEvent,
+    event: {
+      id: String(i),
+      eventId: `e${i}`,
+      aggregateId: `a${i % 3}`,
+      aggregateType: 'user',
+      aggregateVersion: 1,
+      eventType: 'X',
+      schemaVersion: 1,
+      payload: {},
+      actorId: 'a',
+      traceId: 't',
+      correlationId: null,
+      causationId: null,
+      traceparent: null,
+      occurredAt: new Date('2026-01-01T00:00:00.000Z'),
+      hash: Buffer.alloc(32),
+      prevHash: Buffer.alloc(32),
+    } satisfies PendingEvent,
   }));
   const messages = prepareMessages(events, () => 2);
   const perMessage = messages[0]!.bytes;

@@ -69,8 +69,7 @@ test('a poison row parks only its aggregate; retry after the schema is fixed, or
       return rows[0]!.delivered === '6' && rows[0]!.parked === '2';
     });
     let onTopic = await readTopics(kafka, [topic], { count: 6 });
-    const eventIds = (agg: string): string[] =>
-      onTopic.filter((m) => m.message.headers?.aggregate_id?.toString() === agg).map((m) => m.message.headers!.event_id!.toString());
+    const eventIds = (agg: string): string[] => onTopic.filter((m) => m.message.headers?.aggregate_id?.toString() === agg).map((m) => m.message.headers!.event_id!.toString());
     expect(eventIds('B')).toHaveLength(5);
     expect(eventIds('A')).toEqual([a1]);
     expect(eventIds('C')).toEqual([]);

@@ -1,5 +1,7 @@
+import { createKafka } from '../../core/kafka';
 import { createLogger } from '../../core/logger';
 import { startRelay } from '../../relay';
+import { checkDelivery } from '../support/delivery-check';
 import { useTestDatabase, uniqueName } from '../support/isolation';
 import { INSERT_EVENT, relayConfig } from '../support/relay-env';
 
@@ -27,6 +29,9 @@ test('delivered bookkeeping older than the retention is cleaned; history and und
     expect(await count("aggregate_id = 'stuck' AND parked_at IS NOT NULL")).toBe(1);
     const history = await db.pool.query<{ n: string }>('SELECT count(*)::text AS n FROM outbox');
     expect(history.rows[0]!.n).toBe('21');
+    expect(await count('true')).toBe(1); // the 20 delivered rows were cleaned, not merely never delivered
+    const delivered = await checkDelivery(db.pool, createKafka(config.kafka, logger), [topic], { where: "aggregate_id <> 'stuck'", timeoutMs: 30_000 });
+    expect(delivered).toMatchObject({ committed: 20, messages: 20, lost: 0, duplicates: 0, reordered: 0, unexpected: 0 });
   } finally {
     await relay.stop();
   }

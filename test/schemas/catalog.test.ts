@@ -1,10 +1,10 @@
-import { cpSync, mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as avsc from 'avsc';
 import { isOutboxError } from '../../core/errors';
 import { loadCatalog, defaultSchemasDir, subjectName } from '../../schemas/catalog';
-import type { LatestPayloads, PayloadsByVersion } from '../../schemas/types';
+import type { LatestPayloads, PayloadsByVersion } from '../../examples/users-service/types';
 
 // The catalog reads schemas/<aggregate>/<EventType>.v<N>.avsc; no servers needed.
 
@@ -35,8 +35,21 @@ test('loads the project schemas: every event type and version, one subject per e
   const schema = JSON.parse(v2.envelopeSchema) as { name: string; namespace: string; fields: { name: string }[] };
   expect(`${schema.namespace}.${schema.name}`).toBe(v2.subject);
   expect(schema.fields.map((f) => f.name)).toEqual([
-    'event_id', 'event_type', 'schema_version', 'aggregate_type', 'aggregate_id', 'aggregate_version', 'occurred_at',
-    'actor_id', 'trace_id', 'correlation_id', 'causation_id', 'traceparent', 'hash', 'prev_hash', 'payload',
+    'event_id',
+    'event_type',
+    'schema_version',
+    'aggregate_type',
+    'aggregate_id',
+    'aggregate_version',
+    'occurred_at',
+    'actor_id',
+    'trace_id',
+    'correlation_id',
+    'causation_id',
+    'traceparent',
+    'hash',
+    'prev_hash',
+    'payload',
   ]);
   expect(v2.type.name).toBe('outbox.user.UserEmailChanged');
   expect(v2.payloadType.name).toBe('outbox.user.UserEmailChangedPayload');
@@ -75,7 +88,11 @@ test('malformed, misnamed or gapped schema files are CONFIG_INVALID naming the f
   const cases: [string, (dir: string) => void, RegExp][] = [
     ['bad json', (d) => writeFileSync(path.join(d, 'user', 'UserFoo.v1.avsc'), '{ nope'), /UserFoo\.v1\.avsc.*not valid JSON/],
     ['not a record', (d) => writeFileSync(path.join(d, 'user', 'UserFoo.v1.avsc'), '"string"'), /UserFoo\.v1\.avsc.*must be an Avro record/],
-    ['bad avro type', (d) => writeFileSync(path.join(d, 'user', 'UserFoo.v1.avsc'), '{"type":"record","fields":[{"name":"a","type":"strang"}]}'), /UserFoo\.v1\.avsc.*not a valid Avro schema/],
+    [
+      'bad avro type',
+      (d) => writeFileSync(path.join(d, 'user', 'UserFoo.v1.avsc'), '{"type":"record","fields":[{"name":"a","type":"strang"}]}'),
+      /UserFoo\.v1\.avsc.*not a valid Avro schema/,
+    ],
     ['misnamed file', (d) => writeFileSync(path.join(d, 'user', 'UserFoo.avsc'), '{"type":"record","fields":[]}'), /UserFoo\.avsc.*<EventType>\.v<N>\.avsc/],
     ['top-level file', (d) => writeFileSync(path.join(d, 'UserFoo.v1.avsc'), '{"type":"record","fields":[]}'), /UserFoo\.v1\.avsc.*aggregate directory/],
     ['gap', (d) => renameSync(path.join(d, 'user', 'UserRenamed.v2.avsc'), path.join(d, 'user', 'UserRenamed.v3.avsc')), /UserRenamed\.v3\.avsc.*without gaps/],
@@ -106,6 +123,35 @@ test('non-.avsc files are ignored', () => {
     writeFileSync(path.join(dir, 'user', 'README.md'), 'notes');
     writeFileSync(path.join(dir, 'types.ts'), 'export {}');
     expect(loadCatalog(dir).all()).toHaveLength(6);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a schema file added later is found by the next lookup that misses; an invalid one keeps the entries read before', () => {
+  const dir = tempCopy();
+  try {
+    const catalog = loadCatalog(dir, { reloadOnMissMs: 1 });
+    expect(catalog.aggregateTypes()).toEqual(['user']);
+    expect(catalog.expectedFile('invoice', 'InvoiceIssued', 1)).toBe('invoice/InvoiceIssued.v1.avsc');
+    const before = catalog.get('UserRenamed', 2);
+    mkdirSync(path.join(dir, 'invoice'));
+    writeFileSync(path.join(dir, 'invoice', 'InvoiceIssued.v1.avsc'), '{"type":"record","fields":[{"name":"amount_cents","type":"long"}]}');
+    const deadline = Date.now() + 5;
+    while (Date.now() < deadline) {
+      /* let reloadOnMissMs pass */
+    }
+    // A consumer meeting the new subject (a schema id of the registry) finds it too.
+    expect(catalog.bySubject('outbox.invoice.InvoiceIssued').map((e) => e.version)).toEqual([1]);
+    expect(catalog.get('InvoiceIssued', 1)).toMatchObject({ aggregateType: 'invoice', subject: 'outbox.invoice.InvoiceIssued' });
+    expect(catalog.aggregateTypes()).toEqual(['invoice', 'user']);
+    // Unchanged files keep their entries (the encoder's cached schema ids stay valid).
+    expect(catalog.get('UserRenamed', 2)).toBe(before);
+
+    writeFileSync(path.join(dir, 'invoice', 'InvoicePaid.v1.avsc'), '{ nope');
+    expect(catalog.reload()).toBe(false);
+    expect(catalog.reloadProblem()).toMatch(/InvoicePaid\.v1\.avsc.*not valid JSON/);
+    expect(catalog.get('InvoiceIssued', 1)).toBeDefined();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

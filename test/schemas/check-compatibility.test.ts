@@ -52,14 +52,19 @@ test('after registering, the check finds every version registered under its conf
   expect(renamed.registered.map((r) => r.version)).toEqual([1, 2]);
   expect(report.subjects.find((s) => s.eventType === 'UserDeactivated')).toMatchObject({ compatibility: 'FULL', registryCompatibility: 'FULL' });
   // The per-subject level really is set in the registry.
-  const cfg = await registryRequest(config.registry, 'GET', `/config/${catalog.latest('UserDeactivated')!.subject}`);
+  const cfg = await registryRequest(config.registry, { method: 'GET', path: `/config/${catalog.latest('UserDeactivated')!.subject}` });
   expect(cfg.body).toMatchObject({ compatibilityLevel: 'FULL' });
 });
 
 test('a type change is rejected before anything is published, naming the field', async () => {
   const namespace = uniqueName('ns');
   await registerSchemas({ registry: config.registry, catalog: loadCatalog(undefined, { namespace }), logger });
-  const dir = tempSchemas({ 'UserEmailChanged.v3.avsc': v2([{ name: 'new_email', type: 'int' }, { name: 'verified', type: 'boolean', default: false }]) });
+  const dir = tempSchemas({
+    'UserEmailChanged.v3.avsc': v2([
+      { name: 'new_email', type: 'int' },
+      { name: 'verified', type: 'boolean', default: false },
+    ]),
+  });
   const catalog = loadCatalog(dir, { namespace });
   const report = await checkSchemas({ registry: config.registry, catalog });
   expect(report.ok).toBe(false);
@@ -68,7 +73,9 @@ test('a type change is rejected before anything is published, naming the field',
   expect(local.message).toBe('payload.new_email: type changed from string (v2) to int (v3)');
   // The registry's own verdict agrees.
   expect(report.problems.find((p) => p.source === 'registry')).toMatchObject({ version: 3, field: 'payload.new_email' });
-  expect(formatCheckReport(report)).toContain(`INCOMPATIBLE ${namespace}.user.UserEmailChanged v3 field payload.new_email: payload.new_email: type changed from string (v2) to int (v3)`);
+  expect(formatCheckReport(report)).toContain(
+    `INCOMPATIBLE ${namespace}.user.UserEmailChanged v3 field payload.new_email: payload.new_email: type changed from string (v2) to int (v3)`,
+  );
 
   // `outbox schemas register` is refused by the registry too, and says why.
   const reg = await registerSchemas({ registry: config.registry, catalog, logger });
@@ -81,7 +88,11 @@ test('a type change is rejected before anything is published, naming the field',
 test('a field added without a default is rejected under BACKWARD, naming the field', async () => {
   const namespace = uniqueName('ns');
   const dir = tempSchemas({
-    'UserEmailChanged.v3.avsc': v2([{ name: 'new_email', type: 'string' }, { name: 'verified', type: 'boolean', default: false }, { name: 'source', type: 'string' }]),
+    'UserEmailChanged.v3.avsc': v2([
+      { name: 'new_email', type: 'string' },
+      { name: 'verified', type: 'boolean', default: false },
+      { name: 'source', type: 'string' },
+    ]),
   });
   const report = await checkSchemas({ registry: config.registry, catalog: loadCatalog(dir, { namespace }) });
   expect(report.ok).toBe(false);
@@ -137,7 +148,16 @@ test("the project's evolutions are BACKWARD-only: under FULL the check names the
 
 test('local-only check (nothing registered yet) still compares consecutive versions', async () => {
   const namespace = uniqueName('ns');
-  const dir = tempSchemas({ 'UserRenamed.v3.avsc': { type: 'record', name: 'UserRenamedPayload', fields: [{ name: 'first_name', type: { type: 'array', items: 'string' } }, { name: 'last_name', type: 'string', default: '' }] } });
+  const dir = tempSchemas({
+    'UserRenamed.v3.avsc': {
+      type: 'record',
+      name: 'UserRenamedPayload',
+      fields: [
+        { name: 'first_name', type: { type: 'array', items: 'string' } },
+        { name: 'last_name', type: 'string', default: '' },
+      ],
+    },
+  });
   const report = await checkSchemas({ registry: config.registry, catalog: loadCatalog(dir, { namespace }) });
   expect(report.subjects.every((s) => s.registered.length === 0)).toBe(true);
   expect(report.problems).toEqual([

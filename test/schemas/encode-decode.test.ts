@@ -3,7 +3,7 @@ import { SchemaType } from '@kafkajs/confluent-schema-registry';
 import { loadConfig } from '../../core/config';
 import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
-import { createRegistry } from '../../core/registry';
+import { createRegistry } from '../support/registry-client';
 import { loadCatalog, type SchemaCatalog } from '../../schemas/catalog';
 import { createEventDecoder } from '../../schemas/decode-event';
 import { createEventEncoder, type OutboxEventForEncoding } from '../../schemas/encode-event';
@@ -92,7 +92,7 @@ test('encode: a payload that does not fit its version is invalid_payload with th
     [event('UserEmailChanged', 1, { new_email: 'a@b', verified: true }), 'new_email: not a field of'],
     [event('UserEmailChanged', 2, { new_email: 'a@b', verified: 'yes' }), 'verified: expected boolean, got string "yes"'],
     [event('UserDeactivated', 1, 'left'), '(value): expected record outbox'],
-    [event('UserRegistered', 1, { email: 'a@b', name: 'A' }, { aggregateVersion: 'x' }), 'aggregate_version: expected a whole number'],
+    [event('UserRegistered', 1, { email: 'a@b', name: 'A' }, { aggregateVersion: 'x' as unknown as number }), 'aggregate_version: expected a whole number'],
     [event('UserRegistered', 1, { email: 'a@b', name: 'A' }, { occurredAt: 'yesterday' }), 'occurred_at: expected a timestamp'],
     [event('UserRegistered', 1, { email: 'a@b', name: 'A' }, { eventId: 5 as unknown as string }), 'event_id: expected string, got number 5'],
   ];
@@ -101,16 +101,32 @@ test('encode: a payload that does not fit its version is invalid_payload with th
     expect(r).toMatchObject({ ok: false, kind: 'invalid_payload' });
     expect(r.ok ? '' : r.reason).toContain(reason.replace('(value): expected record outbox', '(value): expected record'));
   }
-  // Optional defaults may be omitted.
-  const ok = await encoder.encode(event('UserEmailChanged', 2, { new_email: 'a@b' }));
-  expect(ok.ok).toBe(true);
+  // A payload that leaves out a field its schema defaults is refused, naming the field: decoding would
+  // fill the default in, and the event's hash (over the payload as written) could not be verified.
+  const omitted = await encoder.encode(event('UserEmailChanged', 2, { new_email: 'a@b' }));
+  expect(omitted).toMatchObject({ ok: false, kind: 'invalid_payload' });
+  expect(omitted.ok ? '' : omitted.reason).toMatch(/^verified: missing; UserEmailChanged v2 gives it a default/);
+  const both = await encoder.encode(event('UserRenamed', 2, {}));
+  expect(both.ok ? '' : both.reason).toMatch(/^first_name, last_name: missing;/);
+  // Written explicitly, even with the default's value, it encodes.
+  const explicit = await encoder.encode(event('UserEmailChanged', 2, { new_email: 'a@b', verified: false }));
+  expect(explicit.ok).toBe(true);
 });
 
 test('encode: an unknown event type or version is unknown_schema', async () => {
-  const encoder = createEventEncoder({ registry: config.registry, catalog: freshCatalog(), logger });
+  const catalog = freshCatalog();
+  const encoder = createEventEncoder({ registry: config.registry, catalog, logger });
   await encoder.prepare();
-  expect(await encoder.encode(event('UserFoo', 1, {}))).toEqual({ ok: false, kind: 'unknown_schema', reason: 'unknown event type UserFoo v1' });
-  expect(await encoder.encode(event('UserRenamed', 3, {}))).toEqual({ ok: false, kind: 'unknown_schema', reason: 'unknown event type UserRenamed v3 (known versions: 1..2)' });
+  expect(await encoder.encode(event('UserFoo', 1, {}))).toEqual({
+    ok: false,
+    kind: 'unknown_schema',
+    reason: `unknown event type UserFoo v1: user/UserFoo.v1.avsc not found in ${catalog.dir}`,
+  });
+  expect(await encoder.encode(event('UserRenamed', 3, {}))).toEqual({
+    ok: false,
+    kind: 'unknown_schema',
+    reason: `unknown event type UserRenamed v3 (known versions: 1..2): user/UserRenamed.v3.avsc not found in ${catalog.dir}`,
+  });
   const wrongAggregate = await encoder.encode(event('UserRenamed', 1, { name: 'x' }, { aggregateType: 'order' }));
   expect(wrongAggregate).toMatchObject({ ok: false, kind: 'unknown_schema' });
 });

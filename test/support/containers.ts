@@ -7,7 +7,7 @@ export async function startContainers(): Promise<Record<string, string>> {
   try {
     tc = require('testcontainers');
   } catch {
-    throw new Error('OUTBOX_TEST_DOCKER=1 needs the testcontainers package: npm install --no-save testcontainers');
+    throw new Error('OUTBOX_TEST_DOCKER=1 needs the testcontainers package (a dev dependency): run npm ci');
   }
   const network = await new tc.Network().start();
   const pg = await new tc.GenericContainer('postgres:15')
@@ -17,7 +17,7 @@ export async function startContainers(): Promise<Record<string, string>> {
     .withExposedPorts(5432)
     .withWaitStrategy(tc.Wait.forLogMessage(/database system is ready to accept connections/, 2))
     .start();
-  const kafka = await new tc.GenericContainer('confluentinc/cp-kafka:7.7.1')
+  await new tc.GenericContainer('confluentinc/cp-kafka:7.7.1')
     .withNetwork(network)
     .withNetworkAliases('kafka')
     .withExposedPorts({ container: 9092, host: 19092 })

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { DEFAULT_SCHEMA, defaultProjectorSchema } from '../../core/config';
 import { silentLogger } from '../../core/logger';
 import { migrate, migrationsDigest } from '../../infra/migrate';
 import { ensureStack } from './stack';
@@ -11,6 +12,7 @@ import { ensureStack } from './stack';
 export default async function globalSetup(): Promise<void> {
   const env = await ensureStack();
   for (const name of ['DATABASE_URL', 'KAFKA_BROKERS', 'SCHEMA_REGISTRY_URL'] as const) process.env[name] = env[name];
+  process.env.DATABASE_URL = withSearchPath(env.DATABASE_URL!);
   const template = `outbox_tpl_${migrationsDigest()}`;
   process.env.OUTBOX_TEST_TEMPLATE_DB = template;
 
@@ -23,7 +25,7 @@ export default async function globalSetup(): Promise<void> {
       const c = new pg.Client({ connectionString: withDatabase(env.DATABASE_URL!, template) });
       await c.connect();
       try {
-        await migrate(c, { schema: 'public', logger: silentLogger() });
+        await migrate(c, { schema: DEFAULT_SCHEMA, projectorSchema: defaultProjectorSchema(DEFAULT_SCHEMA), logger: silentLogger() });
       } catch (err) {
         await c.end();
         await admin.query(`DROP DATABASE IF EXISTS "${template}"`);
@@ -32,7 +34,9 @@ export default async function globalSetup(): Promise<void> {
       await c.end();
       await admin.query(`ALTER DATABASE "${template}" WITH IS_TEMPLATE true`);
     }
-    await dropStaleTemplates(admin, template);
+    // Several checkouts (git worktrees) may share one PostgreSQL, each with its own migrations:
+    // OUTBOX_TEST_KEEP_TEMPLATES=1 keeps the other checkouts' templates.
+    if (process.env.OUTBOX_TEST_KEEP_TEMPLATES !== '1') await dropStaleTemplates(admin, template);
   } finally {
     await admin.end();
   }
@@ -49,6 +53,22 @@ async function dropStaleTemplates(admin: pg.Client, current: string): Promise<vo
       // in use by a concurrent run: leave it
     }
   }
+}
+
+/**
+ * The search_path of test connections: the default outbox and projector schemas, then public. Tests
+ * name tables unqualified (`INSERT INTO outbox ...`, `SELECT ... FROM audit_log`), as a service whose
+ * connection sets its search_path does.
+ */
+export const TEST_SEARCH_PATH = [DEFAULT_SCHEMA, defaultProjectorSchema(DEFAULT_SCHEMA), 'public'];
+
+/** `url` with a connection option that sets the search_path (understood by node-postgres, psql and pg_dump). */
+export function withSearchPath(url: string, searchPath: string[] = TEST_SEARCH_PATH): string {
+  const u = new URL(url);
+  u.searchParams.delete('options');
+  const rest = u.search.replace(/^\?/, '');
+  u.search = `?${rest ? `${rest}&` : ''}options=${encodeURIComponent(`-c search_path=${searchPath.join(',')}`)}`;
+  return u.toString();
 }
 
 export function withDatabase(url: string, database: string): string {

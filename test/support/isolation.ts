@@ -5,7 +5,11 @@ import { adminUrl, withDatabase } from './global-setup';
 
 /** A name unique to this test run: `<prefix>_<file>_<random>` (lower case, safe for databases, topics, groups). */
 export function uniqueName(prefix: string): string {
-  const file = path.basename(expect.getState().testPath ?? 'test').replace(/\.test\.ts$/, '').replace(/[^a-z0-9]+/gi, '_').toLowerCase();
+  const file = path
+    .basename(expect.getState().testPath ?? 'test')
+    .replace(/\.test\.ts$/, '')
+    .replace(/[^a-z0-9]+/gi, '_')
+    .toLowerCase();
   return `${prefix}_${file}_${randomBytes(4).toString('hex')}`.slice(0, 60);
 }
 

@@ -49,17 +49,30 @@ export async function readTopics(kafka: Kafka, topics: string[], options: { coun
   try {
     await consumer.subscribe({ topics, fromBeginning: true });
     await new Promise<void>((resolve, reject) => {
+      // Without a count, read until every partition's position reaches its high watermark: offsets of a
+      // transactionally written topic include commit markers, which are never delivered as messages
+      // (a batch of markers only shows in the batch events).
+      const position = new Map<string, bigint>();
+      const finished = (): boolean => (options.count !== undefined ? out.length >= total : [...targets].every(([k, high]) => high === 0n || (position.get(k) ?? 0n) >= high));
       const timer = setTimeout(() => reject(new Error(`read ${out.length} of ${total} messages before the time limit`)), options.timeoutMs ?? 60_000);
+      const check = (): void => {
+        if (finished()) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+        const p = e.payload as { topic: string; partition: number; lastOffset: string };
+        position.set(`${p.topic}/${p.partition}`, BigInt(p.lastOffset) + 1n);
+        check();
+      });
       consumer
         .run({
           eachBatch: async ({ batch }) => {
             for (const message of batch.messages) {
               out.push({ topic: batch.topic, partition: batch.partition, offset: message.offset, message });
             }
-            if (out.length >= total) {
-              clearTimeout(timer);
-              resolve();
-            }
+            if (options.count !== undefined) check();
           },
         })
         .catch(reject);

@@ -17,12 +17,17 @@ export interface Child {
  * registered as a running component until it exits, so a test file that forgets one fails.
  */
 export function spawnTs(entry: string, env: NodeJS.ProcessEnv, args: string[] = []): Child {
-  const proc = spawn(process.execPath, ['--require', 'tsx/cjs', path.join(REPO_ROOT, entry), ...args], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const untrack = trackRunning('process', `${entry} pid ${proc.pid}`);
+  return spawnProcess({ label: entry, file: process.execPath, args: ['--require', 'tsx/cjs', path.join(REPO_ROOT, entry), ...args], cwd: REPO_ROOT, env });
+}
+
+/**
+ * Run any program in a child process (an installed bin, `node server.js` in a project of its own),
+ * registered as a running component until it exits, like spawnTs.
+ */
+export function spawnProcess(options: { label: string; file: string; args: string[]; cwd: string; env: NodeJS.ProcessEnv }): Child {
+  const { label } = options;
+  const proc = spawn(options.file, options.args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const untrack = trackRunning('process', `${label} pid ${proc.pid}`);
   let out = '';
   const listeners = new Set<() => void>();
   proc.stdout!.on('data', (d: Buffer) => {
@@ -54,13 +59,19 @@ export function spawnTs(entry: string, env: NodeJS.ProcessEnv, args: string[] = 
         };
         const timer = setTimeout(() => {
           listeners.delete(check);
-          reject(new Error(`timed out waiting for ${pattern} in output of ${entry}:\n${out.slice(-2000)}`));
+          reject(new Error(`timed out waiting for ${pattern} in output of ${label}:\n${out.slice(-2000)}`));
         }, timeoutMs);
         listeners.add(check);
         check();
       });
     },
   };
+}
+
+/** SIGTERM a child and wait until it has exited; its exit code (null when a signal ended it). */
+export async function stopGracefully(child: Child): Promise<number | null> {
+  if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
+  return child.exited;
 }
 
 /** SIGKILL a child and wait until it is gone. */

@@ -114,9 +114,7 @@ test('concurrent appends with the same expected version: exactly one wins, the o
   expect(state.rows).toEqual([{ v: 2 }]);
 
   // Several aggregates: the conflicting one is named, and nothing of the call is written.
-  const multi = await withTransaction(db.pool, (c) =>
-    appendEvents(c, [makeEvent('order', 'o-new'), makeEvent('order', 'o-1')], { expectedVersion: 1 }),
-  );
+  const multi = await withTransaction(db.pool, (c) => appendEvents(c, [makeEvent('order', 'o-new'), makeEvent('order', 'o-1')], { expectedVersion: 1 }));
   expect(multi).toEqual({ status: 'conflict', aggregateType: 'order', aggregateId: 'o-1', expectedVersion: 1, currentVersion: 5 });
   expect((await versions('order')).get('o-new')).toEqual([1]);
 });
@@ -172,7 +170,7 @@ test('writers of different aggregates do not block each other; writers of one ag
     await other.query('BEGIN');
     await other.query(`SET LOCAL lock_timeout = '300ms'`);
     const blocked = appendEvents(other, [makeEvent('lock', 'held')]);
-    await expect(blocked).rejects.toMatchObject({ code: 'DB_REJECTED', message: expect.stringMatching(/lock timeout/) });
+    await expect(blocked).rejects.toMatchObject({ code: 'DB_BUSY', retriable: true, message: expect.stringMatching(/lock timeout/) });
     await other.query('ROLLBACK');
 
     // Without a timeout the second writer waits for the first to commit, then follows it.
@@ -211,7 +209,11 @@ test('a committed append wakes LISTEN kafka_outbox with the schema name; results
     });
     expect(r.status).toBe('appended');
     if (r.status !== 'appended') return;
-    expect(r.events.map((e) => [e.aggregateType, e.aggregateVersion])).toEqual([['zeta', 1], ['alpha', 1], ['zeta', 2]]);
+    expect(r.events.map((e) => [e.aggregateType, e.aggregateVersion])).toEqual([
+      ['zeta', 1],
+      ['alpha', 1],
+      ['zeta', 2],
+    ]);
     expect(r.events[0]?.eventId).toBe(eventId);
     // Lock order: alpha's row was inserted (and got its id) before zeta's.
     expect(BigInt(r.events[1]!.id)).toBeLessThan(BigInt(r.events[0]!.id));
@@ -219,7 +221,7 @@ test('a committed append wakes LISTEN kafka_outbox with the schema name; results
     const stored = await db.pool.query<{ occurred_at: Date }>(`SELECT occurred_at FROM outbox WHERE id = $1`, [r.events[2]!.id]);
     expect(stored.rows[0]?.occurred_at.toISOString()).toBe('2024-02-29T12:34:56.789Z');
     for (let i = 0; i < 50 && notes.length === 0; i++) await new Promise((res2) => setTimeout(res2, 20));
-    expect(notes).toEqual([{ channel: 'kafka_outbox', payload: 'public' }]);
+    expect(notes).toEqual([{ channel: 'kafka_outbox', payload: 'outbox' }]); // the default OUTBOX_SCHEMA
   } finally {
     await listener.end();
   }

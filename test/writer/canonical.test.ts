@@ -12,11 +12,11 @@ const PAYLOADS: unknown[] = [
   { email: 'ada@example.com' },
   { b: 1, a: 2, aa: 3, ab: 4, ba: 5, A: 6, _: 7, '': 8 },
   { nested: { z: { y: { x: [1, { deep: true, d: null }] } }, list: [], obj: {} }, 'key with spaces': 'v' },
-  { unicode: 'Grüße, 東京, Ελληνικά, עברית, 👩‍👩‍👧‍👦 and 🎉', 'ключ': 'значение', é: 'é', 'e\u0301': 'combining', '日本': 1, ab: 2, 'ü': 3 },
+  { unicode: 'Grüße, 東京, Ελληνικά, עברית, 👩‍👩‍👧‍👦 and 🎉', ключ: 'значение', é: 'é', 'e\u0301': 'combining', 日本: 1, ab: 2, ü: 3 },
   { escapes: 'quote " backslash \\ slash / newline \n tab \t cr \r bs \b ff \f bell \u0007 esc \u001b unit \u001f del \u007f', '"k"': '\\' },
   { line: 'sep \u2028 \u2029 nbsp \u00a0 bom \ufeff replacement \ufffd' },
   { ints: [0, 1, -1, 42, 2147483647, -2147483648, 9007199254740991, -9007199254740991, 1e21, 123456789012345680000] },
-  { floats: [1.5, -0.25, 0.1, 0.30000000000000004, 3.141592653589793, 1e-7, 1.2345e-7, 5e-324, 1.7976931348623157e308, -0, 100.0, 2.5e+25] },
+  { floats: [1.5, -0.25, 0.1, 0.30000000000000004, 3.141592653589793, 1e-7, 1.2345e-7, 5e-324, 1.7976931348623157e308, -0, 100.0, 2.5e25] },
   { bools: [true, false], nulls: [null, null], mixed: [1, 'two', { three: 3 }, [4], null, false] },
   { when: new Date('2024-05-01T12:00:00.123Z'), skipped: undefined, arr: [undefined, 1] },
   { long: 'x'.repeat(5000), keys: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${(i * 7919) % 97}`, i])) },
@@ -75,7 +75,21 @@ test('canonicalEncoding and computeHash match the SQL functions and the stored r
   };
   const { rows } = await db.pool.query<{ enc: Buffer }>(
     `SELECT outbox_canonical_encoding($1::uuid, $2, $3, $4::bigint, $5, $6::int, $7::timestamptz, $8, $9, $10, $11, $12, $13::jsonb) AS enc`,
-    [fields.eventId, fields.aggregateType, fields.aggregateId, 7, fields.eventType, 3, fields.occurredAt, fields.actorId, fields.traceId, null, fields.causationId, fields.traceparent, fields.payload],
+    [
+      fields.eventId,
+      fields.aggregateType,
+      fields.aggregateId,
+      7,
+      fields.eventType,
+      3,
+      fields.occurredAt,
+      fields.actorId,
+      fields.traceId,
+      null,
+      fields.causationId,
+      fields.traceparent,
+      fields.payload,
+    ],
   );
   const enc = canonicalEncoding(fields);
   expect(enc).toEqual(rows[0]?.enc);
@@ -90,9 +104,16 @@ test('canonicalEncoding and computeHash match the SQL functions and the stored r
 
 test('verifyEventLink verifies a chain from message fields, and names what is wrong with a broken link', async () => {
   const occurredAt = new Date('2024-05-01T12:00:00.123Z');
-  const payloads = [{ step: 1, name: 'Ada' }, { step: 2, tags: ['x', 'ÿ'] }, { step: 3, nested: { a: { b: null } } }];
+  const payloads = [
+    { step: 1, name: 'Ada' },
+    { step: 2, tags: ['x', 'ÿ'] },
+    { step: 3, nested: { a: { b: null } } },
+  ];
   const appended = await withTransaction(db.pool, (c) =>
-    appendEvents(c, payloads.map((payload, i) => makeEvent('link', 'L', { payload, occurredAt, ...(i === 1 ? { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' } : {}) }))),
+    appendEvents(
+      c,
+      payloads.map((payload, i) => makeEvent('link', 'L', { payload, occurredAt, ...(i === 1 ? { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' } : {}) })),
+    ),
   );
   expect(appended.status).toBe('appended');
   const { rows } = await db.pool.query(

@@ -83,11 +83,16 @@ test('the exact INSERT from the issue, through psql as the application role, yie
      VALUES (999999, 'user', '42', 77, 'X', 1, '{}', 'a', 't', '\\x00', '\\x00', '1', 2)`,
   );
   expect(spoof.status).toBe(0);
-  const s = await db.pool.query(`SELECT id::text, aggregate_version::int AS v, octet_length(hash) AS hl FROM outbox WHERE aggregate_type = 'user' AND aggregate_id = '42' AND aggregate_version = 3`);
+  const s = await db.pool.query(
+    `SELECT id::text, aggregate_version::int AS v, octet_length(hash) AS hl FROM outbox WHERE aggregate_type = 'user' AND aggregate_id = '42' AND aggregate_version = 3`,
+  );
   expect(s.rows).toHaveLength(1);
   expect(s.rows[0]).toMatchObject({ v: 3, hl: 32 });
   expect(s.rows[0].id).not.toBe('999999');
-  const stale = psql(db.url, `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, schema_version, payload, actor_id, trace_id, expected_version) VALUES ('user', '42', 'X', 1, '{}', 'a', 't', 1)`);
+  const stale = psql(
+    db.url,
+    `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, schema_version, payload, actor_id, trace_id, expected_version) VALUES ('user', '42', 'X', 1, '{}', 'a', 't', 1)`,
+  );
   expect(stale.status).not.toBe(0);
   expect(stale.stderr).toContain('outbox.expected_version 1 does not match the current version 3 of aggregate user/42');
   expect(stale.stderr).toContain('DETAIL:  current_version=3');
@@ -169,12 +174,22 @@ test('history is append-only: the application role cannot UPDATE, DELETE or TRUN
       await c.query('BEGIN');
       try {
         await c.query('SET LOCAL ROLE outbox_app');
-        return (await c.query(sql).then(() => ({}), (e: unknown) => e)) as { code?: string; message?: string };
+        return (await c.query(sql).then(
+          () => ({}),
+          (e: unknown) => e,
+        )) as { code?: string; message?: string };
       } finally {
         await c.query('ROLLBACK');
       }
     });
-  for (const sql of [`UPDATE outbox SET payload = '{}'`, 'DELETE FROM outbox', 'TRUNCATE outbox', `UPDATE outbox_aggregates SET version = 0`, 'DELETE FROM outbox_delivery', `INSERT INTO outbox_aggregates VALUES ('x', 'y', 1, '\\x00')`]) {
+  for (const sql of [
+    `UPDATE outbox SET payload = '{}'`,
+    'DELETE FROM outbox',
+    'TRUNCATE outbox',
+    `UPDATE outbox_aggregates SET version = 0`,
+    'DELETE FROM outbox_delivery',
+    `INSERT INTO outbox_aggregates VALUES ('x', 'y', 1, '\\x00')`,
+  ]) {
     const err = await asApp(sql);
     expect(err.code).toBe('42501');
     expect(err.message).toMatch(/^permission denied for table outbox(_aggregates|_delivery)?$/);
@@ -190,7 +205,7 @@ test('history is append-only: the application role cannot UPDATE, DELETE or TRUN
     expect(err.code).toBe('23001');
   }
   const owners = await db.pool.query<{ tableowner: string }>(
-    `SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('outbox', 'outbox_aggregates', 'outbox_delivery')`,
+    `SELECT tableowner FROM pg_tables WHERE schemaname = 'outbox' AND tablename IN ('outbox', 'outbox_aggregates', 'outbox_delivery')`,
   );
   expect(owners.rows).toHaveLength(3);
   for (const r of owners.rows) expect(r.tableowner).not.toBe('outbox_app');

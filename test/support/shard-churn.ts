@@ -1,0 +1,164 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type pg from 'pg';
+import { createKafka } from '../../core/kafka';
+import { createLogger } from '../../core/logger';
+import { readShardOwners } from '../../relay';
+import { checkDelivery, type DeliveryReport } from './delivery-check';
+import { uniqueName } from './isolation';
+import { killHard, spawnTs, type Child } from './processes';
+import { relayConfig, relayEnv } from './relay-env';
+import { overlappingPublications, readPublications, type Publication } from './shard-ownership';
+import { writeWorkload } from './workload';
+
+export interface ShardChurnOptions {
+  db: { url: string; pool: pg.Pool };
+  /** Every child started is pushed here (the test file's afterAll kills what is left). */
+  children: Child[];
+  /** Relay instances kept running (one killed, then one started, per round). */
+  instances: number;
+  /** Events written, at `ratePerSec`. */
+  total: number;
+  ratePerSec: number;
+  /** At least this many kill-and-add rounds (more while the writers run). */
+  minRounds: number;
+  /** Between rounds. */
+  roundMs: number;
+  transactional: boolean;
+}
+
+export interface ShardChurnResult {
+  report: DeliveryReport;
+  publications: Publication[];
+  /** Pairs of publications of one shard by two instances at once (must be empty). */
+  overlaps: ReturnType<typeof overlappingPublications>;
+  /** Per kill: ms until every shard of the dead instance was owned again. */
+  handoversMs: number[];
+  /** Per kill, who took the dead instance's shards when (from the survivors' logs), for the output. */
+  handoverDetails: string[];
+  instancesStarted: number;
+  /** Progress marks, for the output. */
+  phases: string[];
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Sharded relays (OUTBOX_RELAY_SHARDED) as child processes sharing the queue's 32 shards, one killed
+ * (-9) and another started every round while writers run; then delivery is verified end to end and
+ * each instance's record of its publications (RELAY_BATCH_LOG, test/support/relay-process.ts) is
+ * checked for a shard published by two instances at once (a killed one's last publication lasts until
+ * its kill).
+ */
+export async function runShardChurn(options: ShardChurnOptions): Promise<ShardChurnResult> {
+  const { db, instances } = options;
+  const topic = uniqueName('shards');
+  const batchLog = path.join(mkdtempSync(path.join(os.tmpdir(), 'shards-')), 'batches.log');
+  const env = relayEnv(db.url, topic, {
+    OUTBOX_RELAY_SHARDED: 'true',
+    OUTBOX_RELAY_TRANSACTIONAL: String(options.transactional),
+    OUTBOX_RELAY_REBALANCE_INTERVAL: '500ms',
+    OUTBOX_RELAY_BATCH_SIZE: '200',
+    RELAY_BATCH_LOG: batchLog,
+    // The survivors' "took shards" lines say when each saw free shards and took them.
+    LOG_LEVEL: 'info',
+  });
+  const t0 = Date.now();
+  const phases: string[] = [];
+  const phase = (name: string): number => phases.push(`${name} +${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  let started = 0;
+  const running: Child[] = [];
+  const instanceOf = new Map<Child, string>();
+  const start = (): Child => {
+    const id = `shards-${++started}`;
+    const c = spawnTs('test/support/relay-process.ts', { ...env, OUTBOX_INSTANCE_ID: id });
+    options.children.push(c);
+    running.push(c);
+    instanceOf.set(c, id);
+    return c;
+  };
+  const allOwned = async (n: number): Promise<boolean> => {
+    const r = await readShardOwners(db.pool, 'outbox');
+    return r.unowned.length === 0 && r.owners.length === n && r.owners.every((o) => o.shards.length >= Math.floor(32 / n));
+  };
+
+  // Only this run's events are checked (a test file may run several).
+  const { rows } = await db.pool.query<{ last: string }>('SELECT coalesce(max(id), 0)::text AS last FROM outbox');
+  const since = BigInt(rows[0]!.last);
+  for (let i = 0; i < instances; i++) start();
+  await Promise.all(running.map((r) => r.waitFor(/relay started/, 60_000)));
+  await waitFor(`${instances} instances sharing the 32 shards`, () => allOwned(instances));
+  phase(`${instances} up`);
+
+  const controller = new AbortController();
+  let written = false;
+  const writing = writeWorkload(db.pool, { writers: 4, total: options.total, aggregates: 300, perTx: 4, ratePerSec: options.ratePerSec, signal: controller.signal }).finally(
+    () => (written = true),
+  );
+  const killedAt = new Map<string, number>();
+  const handoversMs: number[] = [];
+  const kills: Array<{ instance: string; at: number; shards: number[] }> = [];
+  try {
+    for (let round = 0; round < options.minRounds || !written; round++) {
+      await new Promise((r) => setTimeout(r, options.roundMs));
+      const victim = running.splice(Math.floor(Math.random() * running.length), 1)[0]!;
+      const owned = (await readShardOwners(db.pool, 'outbox')).owners.find((o) => o.instance === instanceOf.get(victim))?.shards ?? [];
+      await killHard(victim);
+      const at = Date.now();
+      killedAt.set(instanceOf.get(victim)!, at);
+      await waitFor('the survivors to take the dead instance’s shards', async () => {
+        const r = await readShardOwners(db.pool, 'outbox');
+        return owned.every((s) => !r.unowned.includes(s));
+      });
+      handoversMs.push(Date.now() - at);
+      kills.push({ instance: instanceOf.get(victim)!, at, shards: owned });
+      start();
+    }
+    const count = await writing;
+    if (count !== options.total) throw new Error(`wrote ${count} of ${options.total} events`);
+  } catch (err) {
+    controller.abort();
+    await writing.catch(() => undefined);
+    throw err;
+  }
+  phase('written');
+  await Promise.all(running.map((r) => r.waitFor(/relay started/, 60_000)));
+  await waitFor(`${running.length} instances sharing the 32 shards again`, () => allOwned(running.length));
+  phase('all owned');
+  const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn' });
+  const report = await checkDelivery(db.pool, createKafka(relayConfig(db.url, topic).kafka, logger), [topic], { timeoutMs: 90_000, where: `id > ${since}` });
+  phase('checked');
+  for (const c of running) await killHard(c);
+  const publications = readPublications(batchLog);
+  const takes = [...instanceOf].flatMap(([c, instance]) => shardTakes(instance, c.output()));
+  const handoverDetails = kills.map((k, i) => {
+    const parts = takes
+      .filter((t) => t.lockedAt >= k.at && t.shards.some((s) => k.shards.includes(s)) && t.lockedAt <= k.at + handoversMs[i]! + 1000)
+      .map((t) => `${t.instance} saw +${t.seenAt - k.at} locked +${t.lockedAt - k.at} ready +${t.readyAt - k.at} [${t.shards.filter((s) => k.shards.includes(s)).join(',')}]`);
+    return `${k.instance} killed, owned again after ${handoversMs[i]} ms: ${parts.join('; ') || 'no take logged'}`;
+  });
+  return { report, publications, overlaps: overlappingPublications(publications, killedAt), handoversMs, handoverDetails, instancesStarted: started, phases };
+}
+
+/** Every "took shards" line of a relay's log: when it saw the free shards, locked them, and had their producers. */
+function shardTakes(instance: string, output: string): Array<{ instance: string; shards: number[]; seenAt: number; lockedAt: number; readyAt: number }> {
+  const takes = [];
+  for (const line of output.split('\n')) {
+    if (!line.includes('"acquired"')) continue;
+    try {
+      const l = JSON.parse(line) as { time: number; acquired: number[]; lockMs?: number; destinationMs?: number };
+      const lockedAt = l.time - (l.destinationMs ?? 0);
+      takes.push({ instance, shards: l.acquired, seenAt: lockedAt - (l.lockMs ?? 0), lockedAt, readyAt: l.time });
+    } catch {
+      // not a log line
+    }
+  }
+  return takes;
+}
