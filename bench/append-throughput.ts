@@ -15,7 +15,7 @@ import { loadConfig } from '../core/config';
 import { createLogger } from '../core/logger';
 import { migrate } from '../infra/migrate';
 import { appendEvents, verifyChain, withTransaction, type NewEvent } from '../writer';
-import { arg, withDatabase, percentile } from './support';
+import { arg, withDatabase, withSearchPath, percentile } from './support';
 
 const SECONDS = arg('seconds', 10);
 const CONNECTIONS = arg('connections', 4);
@@ -95,13 +95,13 @@ async function main(): Promise<void> {
   const admin = new pg.Client({ connectionString: withDatabase(config.databaseUrl, 'postgres') });
   await admin.connect();
   await admin.query(`CREATE DATABASE "${dbName}"`);
-  const url = withDatabase(config.databaseUrl, dbName);
+  const url = withSearchPath(withDatabase(config.databaseUrl, dbName));
   const pool = new pg.Pool({ connectionString: url, max: CONNECTIONS, application_name: 'outbox-bench' });
   pool.on('error', () => undefined);
   try {
     const c = await pool.connect();
     try {
-      await migrate(c, { schema: 'public', logger });
+      await migrate(c, { schema: config.schema, projectorSchema: config.projector.schema, logger });
     } finally {
       c.release();
     }
@@ -130,7 +130,15 @@ async function main(): Promise<void> {
         `${AGGREGATES} aggregates, ${SECONDS}s per scenario\n\n`,
     );
     const header = ['scenario', 'events/s', 'tx/s', 'events', 'tx', 'p50 tx ms', 'p99 tx ms'];
-    const rows = outcomes.map((o) => [o.scenario, String(o.eventsPerSecond), String(o.txPerSecond), String(o.events), String(o.transactions), String(o.p50TxMs), String(o.p99TxMs)]);
+    const rows = outcomes.map((o) => [
+      o.scenario,
+      String(o.eventsPerSecond),
+      String(o.txPerSecond),
+      String(o.events),
+      String(o.transactions),
+      String(o.p50TxMs),
+      String(o.p99TxMs),
+    ]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
     const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
     out.write(`${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n\n`);

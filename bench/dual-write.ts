@@ -26,7 +26,10 @@ export type WriterMode = 'dual-write' | 'outbox';
 
 export async function createStateTable(pool: pg.Pool, table: string, aggregates: number, prefix = 'u'): Promise<void> {
   await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (id text PRIMARY KEY, email text NOT NULL, version bigint NOT NULL DEFAULT 0)`);
-  await pool.query(`INSERT INTO ${table} (id, email) SELECT $2 || g, $2 || g || '@example.com' FROM generate_series(0, $1::int - 1) g ON CONFLICT DO NOTHING`, [aggregates, prefix]);
+  await pool.query(`INSERT INTO ${table} (id, email) SELECT $2 || g, $2 || g || '@example.com' FROM generate_series(0, $1::int - 1) g ON CONFLICT DO NOTHING`, [
+    aggregates,
+    prefix,
+  ]);
 }
 
 /**
@@ -38,7 +41,17 @@ export async function writeLoop(
   mode: WriterMode,
   pool: pg.Pool,
   producer: Producer | undefined,
-  options: { topic: string; table: string; aggregates: number; concurrency: number; ratePerSec: number; prefix?: string; signal?: AbortSignal; total?: number; onAck?: (ms: number) => void },
+  options: {
+    topic: string;
+    table: string;
+    aggregates: number;
+    concurrency: number;
+    ratePerSec: number;
+    prefix?: string;
+    signal?: AbortSignal;
+    total?: number;
+    onAck?: (ms: number) => void;
+  },
 ): Promise<number> {
   const prefix = options.prefix ?? 'u';
   let done = 0;
@@ -59,7 +72,15 @@ export async function writeLoop(
         version = r.rows[0]!.version;
         if (mode === 'outbox') {
           await appendEvents(client, [
-            { aggregateType: 'user', aggregateId: id, eventType: 'UserEmailChanged', schemaVersion: 1, payload: { email }, actorId: 'bench:dual-write', traceId: randomBytes(16).toString('hex') },
+            {
+              aggregateType: 'user',
+              aggregateId: id,
+              eventType: 'UserEmailChanged',
+              schemaVersion: 1,
+              payload: { email },
+              actorId: 'bench:dual-write',
+              traceId: randomBytes(16).toString('hex'),
+            },
           ]);
         }
         await client.query('COMMIT');
@@ -73,7 +94,11 @@ export async function writeLoop(
         // The dual write: the state is committed; now tell the world. A crash (or a broker that does
         // not answer) between the COMMIT and the ack loses the message for good.
         const t = Date.now();
-        await producer!.send({ topic: options.topic, acks: -1, messages: [{ key: id, value: JSON.stringify({ id, email, version }), headers: { aggregate_id: id, aggregate_version: version } }] });
+        await producer!.send({
+          topic: options.topic,
+          acks: -1,
+          messages: [{ key: id, value: JSON.stringify({ id, email, version }), headers: { aggregate_id: id, aggregate_version: version } }],
+        });
         options.onAck?.(Date.now() - t);
       }
       done += 1;
@@ -113,7 +138,12 @@ export async function dualWriteLoss(pool: pg.Pool, kafka: Kafka, topic: string, 
 }
 
 /** kafka-outbox under the same crashes: ledger vs topic, plus the state table = the events (atomicity). */
-export async function outboxLoss(pool: pg.Pool, kafka: Kafka, topic: string, table: string): Promise<Omit<LossFigures, 'system' | 'kills'> & { reordered: number; state_without_event: number }> {
+export async function outboxLoss(
+  pool: pg.Pool,
+  kafka: Kafka,
+  topic: string,
+  table: string,
+): Promise<Omit<LossFigures, 'system' | 'kills'> & { reordered: number; state_without_event: number }> {
   const report = await checkDelivery(pool, kafka, [topic], { timeoutMs: 180_000 });
   const { rows } = await pool.query<{ n: string }>(
     `SELECT coalesce(sum(s.version - coalesce(o.n, 0)), 0)::text AS n FROM ${table} s
@@ -205,11 +235,26 @@ export async function crashComparison(o: CrashRunOptions): Promise<{ dualWrite: 
 }
 
 export function lossTable(r: { dualWrite: LossFigures; outbox: LossFigures }): string {
-  return table([r.dualWrite, r.outbox].map((x) => ({ system: x.system, 'state changes committed': x.state_changes_committed, messages: x.messages, lost: x.lost, duplicated: x.duplicated, 'kill -9': x.kills })));
+  return table(
+    [r.dualWrite, r.outbox].map((x) => ({
+      system: x.system,
+      'state changes committed': x.state_changes_committed,
+      messages: x.messages,
+      lost: x.lost,
+      duplicated: x.duplicated,
+      'kill -9': x.kills,
+    })),
+  );
 }
 
 /** Throughput and commit→ack latency of dual-write with no crash (for bench ratios). */
-export async function dualWriteThroughput(o: { pool: pg.Pool; kafka: Kafka; topic: string; seconds: number; concurrency: number }): Promise<{ eventsPerSecond: number; ackP50Ms: number; ackP99Ms: number }> {
+export async function dualWriteThroughput(o: {
+  pool: pg.Pool;
+  kafka: Kafka;
+  topic: string;
+  seconds: number;
+  concurrency: number;
+}): Promise<{ eventsPerSecond: number; ackP50Ms: number; ackP99Ms: number }> {
   await createStateTable(o.pool, 'dw_bench', 1000);
   const admin = o.kafka.admin();
   await admin.connect();
@@ -221,11 +266,32 @@ export async function dualWriteThroughput(o: { pool: pg.Pool; kafka: Kafka; topi
   const ac = new AbortController();
   const started = Date.now();
   setTimeout(() => ac.abort(), o.seconds * 1000);
-  const n = await writeLoop('dual-write', o.pool, producer, { topic: o.topic, table: 'dw_bench', aggregates: 1000, concurrency: o.concurrency, ratePerSec: 1e9, signal: ac.signal, onAck: (ms) => acks.push(ms) });
+  const n = await writeLoop('dual-write', o.pool, producer, {
+    topic: o.topic,
+    table: 'dw_bench',
+    aggregates: 1000,
+    concurrency: o.concurrency,
+    ratePerSec: 1e9,
+    signal: ac.signal,
+    onAck: (ms) => acks.push(ms),
+  });
   const secs = (Date.now() - started) / 1000;
   await producer.disconnect();
   acks.sort((a, b) => a - b);
   return { eventsPerSecond: Math.round(n / secs), ackP50Ms: percentile(acks, 50), ackP99Ms: percentile(acks, 99) };
+}
+
+/**
+ * The same request as the dual write's, done the outbox way with no crash: the state UPDATE and the
+ * event INSERT in one transaction (no send: the relay publishes), for a like-for-like write-path ratio.
+ */
+export async function outboxWriteThroughput(o: { pool: pg.Pool; seconds: number; concurrency: number }): Promise<{ eventsPerSecond: number }> {
+  await createStateTable(o.pool, 'ob_bench', 1000);
+  const ac = new AbortController();
+  const started = Date.now();
+  setTimeout(() => ac.abort(), o.seconds * 1000);
+  const n = await writeLoop('outbox', o.pool, undefined, { topic: '', table: 'ob_bench', aggregates: 1000, concurrency: o.concurrency, ratePerSec: 1e9, signal: ac.signal });
+  return { eventsPerSecond: Math.round(n / ((Date.now() - started) / 1000)) };
 }
 
 async function worker(mode: WriterMode): Promise<void> {
@@ -285,7 +351,8 @@ export async function run(options: { seconds?: number; kills?: number; concurren
       track: (c) => children.push(c),
     });
     const throughput = await dualWriteThroughput({ pool, kafka, topic: `bench-dwt-${tag}`, seconds: options.throughputSeconds ?? 10, concurrency: 4 });
-    return { crash, throughput };
+    const outboxThroughput = await outboxWriteThroughput({ pool, seconds: options.throughputSeconds ?? 10, concurrency: 4 });
+    return { crash, throughput, outboxThroughput };
   } finally {
     for (const c of children) await killHard(c);
     await pool.end();

@@ -2,6 +2,7 @@ import type { Producer } from 'kafkajs';
 import type pg from 'pg';
 import type { EventEncoderPort } from '../relay/encode-batch';
 import { eventHeaders } from '../relay/publish-batch';
+import { DEFAULT_SCHEMA } from '../core/config';
 import { claimBatch } from '../relay/claim-batch';
 
 /**
@@ -14,7 +15,7 @@ export function naiveRelay(pool: pg.Pool, producer: Producer, encoder: EventEnco
   let published = 0;
   const loop = (async () => {
     while (running) {
-      const [event] = await claimBatch(pool, 'public', 1);
+      const [event] = await claimBatch(pool, { schema: DEFAULT_SCHEMA, limit: 1 });
       if (!event) {
         await new Promise((r) => setTimeout(r, 5));
         continue;

@@ -12,13 +12,14 @@ import { loadConfig, readEnvironment } from '../core/config';
 import { createKafka } from '../core/kafka';
 import { silentLogger } from '../core/logger';
 import { migrate } from '../infra/migrate';
-import { builtInProjections, createAuditLogProjection, createUsersProjection, loadAggregate, rebuildProjection, startProjector } from '../projector';
+import { builtInProjections, createAuditLogProjection, loadAggregate, rebuildProjection, startProjector } from '../projector';
+import { createUsersProjection } from '../examples/users-service/projections/users';
 import { createTopics } from '../test/support/kafka';
 import { loadCatalog } from '../schemas/catalog';
 import { createEventEncoder } from '../schemas/encode-event';
-import { canonicalJsonb, computeHash, ZERO_HASH } from '../writer/canonical';
+import { canonicalJsonb, computeHash, ZERO_HASH } from '../event';
 import type { OutboxEventForEncoding } from '../schemas/encode-event';
-import { percentile } from './support';
+import { percentile, withSearchPath } from './support';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,8 +32,20 @@ function userEvent(id: string, at: Date): OutboxEventForEncoding & { payload: Re
   const v = head.v + 1;
   const [eventType, payload] = v === 1 ? ['UserRegistered', { email: `${id}@example.com`, name: `A ${id}` }] : ['UserRenamed', { first_name: `F${v}`, last_name: id }];
   const e = {
-    eventId: crypto.randomUUID(), eventType: eventType as string, schemaVersion: v === 1 ? 1 : 2, aggregateType: 'user', aggregateId: id, aggregateVersion: v,
-    occurredAt: at, actorId: 'bench', traceId: 'bench', correlationId: null, causationId: null, traceparent: null, prevHash: head.h, payload: payload as Record<string, unknown>,
+    eventId: crypto.randomUUID(),
+    eventType: eventType as string,
+    schemaVersion: v === 1 ? 1 : 2,
+    aggregateType: 'user',
+    aggregateId: id,
+    aggregateVersion: v,
+    occurredAt: at,
+    actorId: 'bench',
+    traceId: 'bench',
+    correlationId: null,
+    causationId: null,
+    traceparent: null,
+    prevHash: head.h,
+    payload: payload as Record<string, unknown>,
   };
   const hash = computeHash(head.h, { ...e, payload: canonicalJsonb(e.payload) });
   heads.set(id, { v, h: hash });
@@ -51,13 +64,13 @@ async function main(): Promise<void> {
   await admin.query(`CREATE DATABASE "${dbName}"`);
   const dbUrl = new URL(base.databaseUrl);
   dbUrl.pathname = `/${dbName}`;
-  const config = loadConfig({ ...env, DATABASE_URL: dbUrl.toString(), OUTBOX_SNAPSHOT_EVERY: '100' }, { database: true, kafka: true, registry: true });
+  const config = loadConfig({ ...env, DATABASE_URL: withSearchPath(dbUrl.toString()), OUTBOX_SNAPSHOT_EVERY: '100' }, { database: true, kafka: true, registry: true });
   const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 20 });
   pool.on('error', () => undefined);
   const results: Record<string, unknown> = {};
   try {
     const c = await pool.connect();
-    await migrate(c, { schema: 'public', logger });
+    await migrate(c, { schema: config.schema, projectorSchema: config.projector.schema, logger });
     c.release();
     const kafka = createKafka(config.kafka, logger);
     const ns = `bench${randomBytes(3).toString('hex')}`;
@@ -86,8 +99,19 @@ async function main(): Promise<void> {
     const topicA = `bench_agg_${ns}`;
     await createTopics(kafka, [topicA], 1);
     const now = new Date();
-    await send(topicA, Array.from({ length: 5000 }, () => userEvent('big', now)));
-    const p1 = await startProjector({ config, logger, pool, catalog, projections: ({ catalog: cat }) => builtInProjections(config, { catalog: cat, topics: [topicA] }), groupIdPrefix: `b1${ns}`, sessionTimeoutMs: 6000 });
+    await send(
+      topicA,
+      Array.from({ length: 5000 }, () => userEvent('big', now)),
+    );
+    const p1 = await startProjector({
+      config,
+      logger,
+      pool,
+      catalog,
+      projections: ({ catalog: cat }) => builtInProjections(config, { catalog: cat, topics: [topicA] }),
+      groupIdPrefix: `b1${ns}`,
+      sessionTimeoutMs: 6000,
+    });
     await waitAudit(5000);
     await p1.stop();
     const time = async (runs: number, fn: () => Promise<unknown>): Promise<{ p50: number; min: number }> => {
@@ -102,7 +126,8 @@ async function main(): Promise<void> {
     };
     const snap = await loadAggregate(pool, 'user', 'big');
     const full = await loadAggregate(pool, 'user', 'big', { useSnapshots: false });
-    const canon = (v: unknown): string => JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as object).sort()) : x));
+    const canon = (v: unknown): string =>
+      JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as object).sort()) : x));
     if (canon(snap.state) !== canon(full.state)) throw new Error('snapshot state differs from full replay');
     results.loadAggregate = {
       events: full.eventsReplayed,
@@ -130,7 +155,16 @@ async function main(): Promise<void> {
     const seconds = arg('seconds', 10);
     const topicC = `bench_latency_${ns}`;
     await createTopics(kafka, [topicC], 6);
-    const p3 = await startProjector({ config, logger, pool, catalog, projections: ({ catalog: cat }) => builtInProjections(config, { catalog: cat, topics: [topicC] }), groupIdPrefix: `b3${ns}`, sessionTimeoutMs: 6000, partitionsConsumedConcurrently: arg('concurrency', 6) });
+    const p3 = await startProjector({
+      config,
+      logger,
+      pool,
+      catalog,
+      projections: ({ catalog: cat }) => builtInProjections(config, { catalog: cat, topics: [topicC] }),
+      groupIdPrefix: `b3${ns}`,
+      sessionTimeoutMs: 6000,
+      partitionsConsumedConcurrently: arg('concurrency', 6),
+    });
     await new Promise((res) => setTimeout(res, 6000)); // group joined
     const baseCount = await countAudit();
     const tickMs = 20;
@@ -161,7 +195,14 @@ async function main(): Promise<void> {
          FROM (SELECT extract(epoch FROM projected_at - occurred_at) * 1000 AS ms FROM audit_log WHERE topic = $1) x`,
       [topicC],
     );
-    results.latency = { targetRate: rate, achievedRate: Math.round(achieved), events: sent, p50Ms: +Number(lat.rows[0]!.p50).toFixed(1), p99Ms: +Number(lat.rows[0]!.p99).toFixed(1), maxMs: +Number(lat.rows[0]!.max).toFixed(1) };
+    results.latency = {
+      targetRate: rate,
+      achievedRate: Math.round(achieved),
+      events: sent,
+      p50Ms: +Number(lat.rows[0]!.p50).toFixed(1),
+      p99Ms: +Number(lat.rows[0]!.p99).toFixed(1),
+      maxMs: +Number(lat.rows[0]!.max).toFixed(1),
+    };
     console.log(JSON.stringify({ latency: results.latency }));
     await producer.disconnect();
     const admin2 = kafka.admin();

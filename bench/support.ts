@@ -5,12 +5,26 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { DEFAULT_SCHEMA, defaultProjectorSchema } from '../core/config';
 import { silentLogger } from '../core/logger';
 import { migrate } from '../infra/migrate';
 
 export function withDatabase(url: string, database: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/**
+ * `url` whose connections find the default outbox and projector schemas unqualified (the bench SQL
+ * names `outbox`, `audit_log` without a schema, as a service with this search_path does).
+ */
+export function withSearchPath(url: string): string {
+  const u = new URL(url);
+  u.searchParams.delete('options');
+  const rest = u.search.replace(/^\?/, '');
+  const path = [DEFAULT_SCHEMA, defaultProjectorSchema(DEFAULT_SCHEMA), 'public'].join(',');
+  u.search = `?${rest ? `${rest}&` : ''}options=${encodeURIComponent(`-c search_path=${path}`)}`;
   return u.toString();
 }
 
@@ -21,10 +35,10 @@ export async function benchDatabase(baseUrl: string, prefix: string): Promise<{ 
   await admin.connect();
   await admin.query(`CREATE DATABASE "${name}"`);
   await admin.end();
-  const url = withDatabase(baseUrl, name);
+  const url = withSearchPath(withDatabase(baseUrl, name));
   const c = new pg.Client({ connectionString: url });
   await c.connect();
-  await migrate(c, { schema: 'public', logger: silentLogger() });
+  await migrate(c, { schema: DEFAULT_SCHEMA, logger: silentLogger() });
   await c.end();
   return {
     name,
@@ -40,7 +54,9 @@ export async function benchDatabase(baseUrl: string, prefix: string): Promise<{ 
 
 function version(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .split('\n')[0]!
+      .trim();
   } catch {
     return 'unknown';
   }
