@@ -10,15 +10,16 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json index.ts ./
 COPY core ./core
+COPY event ./event
 COPY writer ./writer
 COPY relay ./relay
 COPY projector ./projector
 COPY schemas ./schemas
 COPY infra ./infra
 COPY cli ./cli
-RUN npx tsc -p tsconfig.build.json \
- && mkdir -p dist/infra/migrations \
- && cp infra/migrations/*.sql dist/infra/migrations/
+COPY console ./console
+# The same build as `npm pack` runs: tsc, then the migrations and console assets next to the compiled code.
+RUN npm run build
 
 # ---- production dependencies only ----
 FROM node:20-slim AS deps
@@ -35,11 +36,13 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./
 COPY bin ./bin
-# The schema catalog reads the .avsc files at run time (dist/schemas → ../../schemas).
-COPY schemas ./schemas
-RUN find ./schemas -type f ! -name '*.avsc' -delete
+# The example domain's schemas, for docker-compose.yml (OUTBOX_SCHEMAS_DIR); a service mounts its own
+# schemas directory (OUTBOX_SCHEMAS_DIR) or config module (OUTBOX_CONFIG) instead.
+COPY examples/users-service/schemas ./examples/users-service/schemas
 # The node image's unprivileged user (uid 1000); nothing in /app is writable by it.
 USER node
-EXPOSE 9464
+# Admin endpoints (/metrics, /healthz, /readyz), on by default: relay 9464, project 9465 (OUTBOX_ADMIN_PORT
+# overrides, 0 turns them off). OUTBOX_ADMIN_HOST=0.0.0.0 above makes them reachable from outside.
+EXPOSE 9464 9465
 ENTRYPOINT ["node", "bin/outbox.js"]
 CMD ["--help"]
