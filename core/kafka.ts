@@ -50,7 +50,23 @@ export function kafkaLogLevel(entry: Pick<LogEntry, 'namespace' | 'level' | 'log
     // Any other error response from a broker: kafkajs retries it; a warning in case it keeps coming.
     return 'warn';
   }
+  if (entry.namespace === 'Consumer') {
+    // A consumer crashing on a routine coordinator answer is restarted by kafkajs; the restart line
+    // itself follows every crash, whose own line carries the level.
+    if (/^Crash: /.test(message) && ROUTINE_RESPONSE_ERRORS.test(message)) return 'info';
+    if (/^Restarting the consumer in /.test(message)) return 'info';
+  }
   if (entry.level <= KafkaLogLevel.ERROR) return 'error';
   if (entry.level === KafkaLogLevel.WARN) return 'warn';
   return 'debug';
+}
+
+/**
+ * The level of our own line about a consumer's CRASH event: kafkajs restarts the consumer when
+ * `restart` is true, so that is a warning (info when the cause is a routine coordinator answer); a
+ * crash for good is an error.
+ */
+export function consumerCrashLevel(payload: { error: unknown; restart: boolean }): 'info' | 'warn' | 'error' {
+  if (!payload.restart) return 'error';
+  return ROUTINE_RESPONSE_ERRORS.test(String((payload.error as { message?: unknown } | null)?.message ?? payload.error)) ? 'info' : 'warn';
 }

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { errorMessage } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { ident } from '../core/pg';
+import { consumerCrashLevel } from '../core/kafka';
 import { applyAndCheckpoint, type ApplyResult, type ApplyTarget } from './apply-and-checkpoint';
 import { publishDeadLetters } from './dead-letter';
 import { decodeMessages, type EventDecoderLike } from './decode-message';
@@ -75,7 +76,7 @@ export async function consumeBatches(o: ConsumeOptions): Promise<RunningConsumer
   done.catch(() => undefined);
 
   consumer.on(consumer.events.CRASH, (e) => {
-    log.error({ projection, err: e.payload.error, restart: e.payload.restart }, 'projector consumer crashed');
+    log[consumerCrashLevel(e.payload)]({ projection, err: e.payload.error, restart: e.payload.restart }, 'projector consumer crashed');
     if (!e.payload.restart) rejectDone(e.payload.error);
   });
   // A partition is paused from its assignment until the seek to its database checkpoint is set: kafkajs
