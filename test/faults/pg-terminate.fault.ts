@@ -36,7 +36,19 @@ test('relay and projector backends terminated every ~2 s under load: 0 lost, 0 r
   const relay = supervise(() => spawnRelay(env, children, { waitLeader: false }));
   const projector = supervise(() => spawnProjector(env, [topic], group, children));
   try {
-    await sleep(3000);
+    // The faults start once both processes hold connections (a child starting on a busy machine can take
+    // 20 s or more: terminating before then would not reach it, and the scenario would not land).
+    const connectedBy = Date.now() + 180_000;
+    for (;;) {
+      const { rows } = await db.pool.query<{ app: string }>(
+        `SELECT DISTINCT application_name AS app FROM pg_stat_activity WHERE datname = $1 AND application_name IN ('outbox-projector', 'kafka-outbox-relay', 'kafka-outbox-relay-leader')`,
+        [db.name],
+      );
+      const apps = rows.map((r) => r.app);
+      if (apps.includes('outbox-projector') && apps.some((a) => a.startsWith('kafka-outbox-relay'))) break;
+      if (Date.now() > connectedBy) throw new Error(`relay and projector not connected after 180 s (connected: ${apps.join(', ') || 'none'})`);
+      await sleep(250);
+    }
     const total = 12_000;
     let done = false;
     const writing = writeWorkload(db.pool, { writers: 3, total, aggregates, perTx: 4, ratePerSec: 400 }).finally(() => (done = true));
