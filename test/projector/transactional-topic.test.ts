@@ -1,9 +1,8 @@
-import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
 import { builtInProjections, projectionStatus, readProjectionLag, rebuildProjection, startProjector, type RunningProjector } from '../../projector';
 import { createUsersProjection } from '../../examples/users-service/projections/users';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { createTopic, expectedUsers, produceEvents, testCatalog, testConfig, testEncoder, UserStreams, waitFor, type TestEvent } from './support';
+import { expectedUsers, produceEvents, projectorFixture, waitFor, type TestEvent } from './support';
 
 // A topic written as the relay writes it by default: every batch in a Kafka transaction, so commit (and
 // abort) markers occupy offsets between the records. Caught up must mean "the consumer's position reached
@@ -20,13 +19,7 @@ afterAll(async () => {
 });
 
 test('on a transactionally written topic, lag reaches 0 and a rebuild catches up and swaps; aborted records are never applied', async () => {
-  const config = testConfig(db.url);
-  const kafka = createKafka(config.kafka, logger);
-  const topic = uniqueName('user_events');
-  await createTopic(kafka, topic, 2);
-  const catalog = testCatalog(uniqueName('ns'));
-  const encoder = await testEncoder(config, catalog, logger);
-  const streams = new UserStreams();
+  const { config, kafka, topic, catalog, encoder, streams } = await projectorFixture(db.url, logger, { partitions: 2 });
   const producer = kafka.producer({ transactionalId: uniqueName('tx'), idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const committed: TestEvent[] = [];
@@ -109,13 +102,7 @@ test('on a transactionally written topic, lag reaches 0 and a rebuild catches up
 }, 300_000);
 
 test('a rebuild over a quiet, transactionally written topic finishes and swaps (no live projector running)', async () => {
-  const config = testConfig(quiet.url);
-  const kafka = createKafka(config.kafka, logger);
-  const topic = uniqueName('user_events');
-  await createTopic(kafka, topic, 2);
-  const catalog = testCatalog(uniqueName('ns'));
-  const encoder = await testEncoder(config, catalog, logger);
-  const streams = new UserStreams();
+  const { config, kafka, topic, catalog, encoder, streams } = await projectorFixture(quiet.url, logger, { partitions: 2 });
   const producer = kafka.producer({ transactionalId: uniqueName('tx'), idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const events: TestEvent[] = [];
