@@ -217,7 +217,9 @@ export async function prepareSchemaAndTopic({ config, logger, topic, say }: { co
  * has just started is still loading them, and the projector's consumers would log errors meanwhile.
  */
 async function prepareKafka({ config, logger, topic, groupId }: { config: OutboxConfig; logger: Logger; topic: string; groupId: string }): Promise<void> {
-  const kafka = createKafka(config.kafka, logger, 'demo-setup', { retries: 1 });
+  // The servers answered the start-up check: the default retries let a busy broker finish electing the new
+  // topic's leaders ("This server does not host this topic-partition") instead of failing the demo.
+  const kafka = createKafka(config.kafka, logger, 'demo-setup');
   const admin = kafka.admin();
   await admin.connect();
   try {
