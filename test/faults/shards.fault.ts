@@ -1,6 +1,6 @@
 import { useTestDatabase } from '../support/isolation';
 import { killHard, type Child } from '../support/processes';
-import { runShardChurn } from '../support/shard-churn';
+import { handoverSummary, runShardChurn } from '../support/shard-churn';
 
 // Active-active relays (OUTBOX_RELAY_SHARDED), the long variant of test/relay/shards.test.ts: four
 // instances over the 32 shards, one killed (-9) and another started every 3 s for about a minute under
@@ -21,7 +21,7 @@ for (const transactional of [true, false]) {
     const sorted = [...r.handoversMs].sort((a, b) => a - b);
     process.stdout.write(
       `shards fault (transactional ${transactional}): ${JSON.stringify(report)}; ${r.publications.length} publications by ${r.instancesStarted} instances; ` +
-        `dead shards owned again after p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (${r.handoversMs.join(', ')}); ${r.phases.join(', ')}\n` +
+        `dead shards owned again after p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms (${r.handoversMs.join(', ')}); ${r.phases.join(', ')}\n  ${handoverSummary(r)}\n` +
         r.handoverDetails.map((d) => `  ${d}\n`).join(''),
     );
     expect(r.report.lost).toBe(0);

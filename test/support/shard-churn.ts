@@ -35,6 +35,12 @@ export interface ShardChurnResult {
   overlaps: ReturnType<typeof overlappingPublications>;
   /** Per kill: ms until every shard of the dead instance was owned again. */
   handoversMs: number[];
+  /**
+   * Per kill, ms from the kill until the last of the dead instance's shards reached each step: locked by
+   * a survivor (from its "took shards" line), its producer ready (the same line), its first publication
+   * by the new owner started and acknowledged (the batch log; undefined when a shard had no event).
+   */
+  handoverSteps: Array<{ locked: number; ready: number; published: number | undefined; acked: number | undefined }>;
   /** Per kill, who took the dead instance's shards when (from the survivors' logs), for the output. */
   handoverDetails: string[];
   instancesStarted: number;
@@ -108,8 +114,15 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   try {
     for (let round = 0; round < options.minRounds || !written; round++) {
       await new Promise((r) => setTimeout(r, options.roundMs));
-      const victim = running.splice(Math.floor(Math.random() * running.length), 1)[0]!;
-      const owned = (await readShardOwners(db.pool, 'outbox')).owners.find((o) => o.instance === instanceOf.get(victim))?.shards ?? [];
+      // The instance started last round has joined (on a loaded machine a process takes seconds to
+      // start): otherwise a kill could leave no survivor to take the shards, which measures start-up,
+      // not handover. The victim owns shards (killing one that owns none hands nothing over).
+      await waitFor('every running instance to have joined', async () => (await readShardOwners(db.pool, 'outbox')).owners.length >= running.length);
+      const owners = (await readShardOwners(db.pool, 'outbox')).owners;
+      const candidates = running.filter((c) => (owners.find((o) => o.instance === instanceOf.get(c))?.shards.length ?? 0) > 0);
+      const pick = candidates.length > 0 ? candidates[Math.floor(Math.random() * candidates.length)]! : running[Math.floor(Math.random() * running.length)]!;
+      const victim = running.splice(running.indexOf(pick), 1)[0]!;
+      const owned = owners.find((o) => o.instance === instanceOf.get(victim))?.shards ?? [];
       await killHard(victim);
       const at = Date.now();
       killedAt.set(instanceOf.get(victim)!, at);
@@ -144,7 +157,49 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
       .map((t) => `${t.instance} saw +${t.seenAt - k.at} locked +${t.lockedAt - k.at} ready +${t.readyAt - k.at} [${t.shards.filter((s) => k.shards.includes(s)).join(',')}]`);
     return `${k.instance} killed, owned again after ${handoversMs[i]} ms: ${parts.join('; ') || 'no take logged'}`;
   });
-  return { report, publications, overlaps: overlappingPublications(publications, killedAt), handoversMs, handoverDetails, instancesStarted: started, phases };
+  const handoverSteps = kills.map((k, i) => handoverStepsOf(k, handoversMs[i]!, takes, publications));
+  handoverSteps.forEach((h, i) => {
+    handoverDetails[i] += ` | last shard locked +${h.locked} ready +${h.ready} first publish +${h.published ?? '-'} acked +${h.acked ?? '-'}`;
+  });
+  return {
+    report,
+    publications,
+    overlaps: overlappingPublications(publications, killedAt),
+    handoversMs,
+    handoverSteps,
+    handoverDetails,
+    instancesStarted: started,
+    phases,
+  };
+}
+
+/** The handover steps of one kill: for each step, the ms until the last of the dead instance's shards reached it. */
+function handoverStepsOf(
+  kill: { instance: string; at: number; shards: number[] },
+  ownedAfterMs: number,
+  takes: ReturnType<typeof shardTakes>,
+  publications: Publication[],
+): ShardChurnResult['handoverSteps'][number] {
+  const worst = (values: Array<number | undefined>): number | undefined => {
+    const known = values.filter((v): v is number => v !== undefined);
+    return known.length === 0 ? undefined : Math.max(...known);
+  };
+  const perShard = kill.shards.map((s) => {
+    const take = takes.find((t) => t.lockedAt >= kill.at && t.shards.includes(s));
+    const first = publications.filter((p) => p.instance !== kill.instance && p.start >= kill.at && p.shards.includes(s)).sort((a, b) => a.start - b.start)[0];
+    return {
+      locked: take ? take.lockedAt - kill.at : ownedAfterMs,
+      ready: take ? take.readyAt - kill.at : undefined,
+      published: first ? first.start - kill.at : undefined,
+      acked: first?.end !== undefined ? first.end - kill.at : undefined,
+    };
+  });
+  return {
+    locked: worst(perShard.map((p) => p.locked)) ?? ownedAfterMs,
+    ready: worst(perShard.map((p) => p.ready)) ?? ownedAfterMs,
+    published: worst(perShard.map((p) => p.published)),
+    acked: worst(perShard.map((p) => p.acked)),
+  };
 }
 
 /** Every "took shards" line of a relay's log: when it saw the free shards, locked them, and had their producers. */
@@ -161,4 +216,17 @@ function shardTakes(instance: string, output: string): Array<{ instance: string;
     }
   }
   return takes;
+}
+
+/** "p50 X ms, max Y ms" of each handover step over the kills, for the output. */
+export function handoverSummary(r: Pick<ShardChurnResult, 'handoverSteps'>): string {
+  const stat = (values: Array<number | undefined>): string => {
+    const known = values.filter((v): v is number => v !== undefined).sort((a, b) => a - b);
+    return known.length === 0 ? 'none' : `p50 ${known[Math.floor(known.length / 2)]} ms, max ${known.at(-1)} ms`;
+  };
+  const steps = r.handoverSteps;
+  return (
+    `kill → last shard locked ${stat(steps.map((s) => s.locked))}; → producer ready ${stat(steps.map((s) => s.ready))}; ` +
+    `→ first publish ${stat(steps.map((s) => s.published))}; → first ack ${stat(steps.map((s) => s.acked))}`
+  );
 }
