@@ -26,6 +26,11 @@ export interface ShardChurnOptions {
   /** Between rounds. */
   roundMs: number;
   transactional: boolean;
+  /**
+   * Before each kill, wait until the instance started last has joined, and kill one that owns shards
+   * (for handover times); otherwise any running instance is killed on time, joined or not.
+   */
+  joinBeforeKill?: boolean;
 }
 
 export interface ShardChurnResult {
@@ -114,12 +119,12 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   try {
     for (let round = 0; round < options.minRounds || !written; round++) {
       await new Promise((r) => setTimeout(r, options.roundMs));
-      // The instance started last round has joined (on a loaded machine a process takes seconds to
-      // start): otherwise a kill could leave no survivor to take the shards, which measures start-up,
-      // not handover. The victim owns shards (killing one that owns none hands nothing over).
-      await waitFor('every running instance to have joined', async () => (await readShardOwners(db.pool, 'outbox')).owners.length >= running.length);
+      // joinBeforeKill: the instance started last round has joined (on a loaded machine a process takes
+      // seconds to start), else a kill could leave no survivor to take the shards, which measures
+      // start-up, not handover; and the victim owns shards (killing one that owns none hands nothing over).
+      if (options.joinBeforeKill) await waitFor('every running instance to have joined', async () => (await readShardOwners(db.pool, 'outbox')).owners.length >= running.length);
       const owners = (await readShardOwners(db.pool, 'outbox')).owners;
-      const candidates = running.filter((c) => (owners.find((o) => o.instance === instanceOf.get(c))?.shards.length ?? 0) > 0);
+      const candidates = options.joinBeforeKill ? running.filter((c) => (owners.find((o) => o.instance === instanceOf.get(c))?.shards.length ?? 0) > 0) : [];
       const pick = candidates.length > 0 ? candidates[Math.floor(Math.random() * candidates.length)]! : running[Math.floor(Math.random() * running.length)]!;
       const victim = running.splice(running.indexOf(pick), 1)[0]!;
       const owned = owners.find((o) => o.instance === instanceOf.get(victim))?.shards ?? [];
@@ -154,7 +159,10 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   const handoverDetails = kills.map((k, i) => {
     const parts = takes
       .filter((t) => t.lockedAt >= k.at && t.shards.some((s) => k.shards.includes(s)) && t.lockedAt <= k.at + handoversMs[i]! + 1000)
-      .map((t) => `${t.instance} saw +${t.seenAt - k.at} locked +${t.lockedAt - k.at} ready +${t.readyAt - k.at} [${t.shards.filter((s) => k.shards.includes(s)).join(',')}]`);
+      .map(
+        (t) =>
+          `${t.instance} saw +${t.seenAt - k.at} locked +${t.lockedAt - k.at} ready +${t.readyAt - k.at} (connect and InitProducerId ${t.initMs ?? '-'} ms) [${t.shards.filter((s) => k.shards.includes(s)).join(',')}]`,
+      );
     return `${k.instance} killed, owned again after ${handoversMs[i]} ms: ${parts.join('; ') || 'no take logged'}`;
   });
   const handoverSteps = kills.map((k, i) => handoverStepsOf(k, handoversMs[i]!, takes, publications));
@@ -203,17 +211,31 @@ function handoverStepsOf(
 }
 
 /** Every "took shards" line of a relay's log: when it saw the free shards, locked them, and had their producers. */
-function shardTakes(instance: string, output: string): Array<{ instance: string; shards: number[]; seenAt: number; lockedAt: number; readyAt: number }> {
+function shardTakes(
+  instance: string,
+  output: string,
+): Array<{ instance: string; shards: number[]; seenAt: number; lockedAt: number; readyAt: number; initMs: number | undefined }> {
   const takes = [];
+  // Each shard producer's "Kafka producer initialised" line (kafka-sink.ts): ms of its connect and InitProducerId.
+  const inits: Array<{ shard: number; time: number; ms: number }> = [];
+  const lines: Array<{ time: number; acquired?: number[]; lockMs?: number; destinationMs?: number; transactionalId?: string; ms?: number }> = [];
   for (const line of output.split('\n')) {
-    if (!line.includes('"acquired"')) continue;
+    if (!line.includes('"acquired"') && !line.includes('"transactionalId"')) continue;
     try {
-      const l = JSON.parse(line) as { time: number; acquired: number[]; lockMs?: number; destinationMs?: number };
-      const lockedAt = l.time - (l.destinationMs ?? 0);
-      takes.push({ instance, shards: l.acquired, seenAt: lockedAt - (l.lockMs ?? 0), lockedAt, readyAt: l.time });
+      lines.push(JSON.parse(line) as (typeof lines)[number]);
     } catch {
       // not a log line
     }
+  }
+  for (const l of lines) {
+    const shard = /\.shard-(\d+)$/.exec(l.transactionalId ?? '')?.[1];
+    if (shard !== undefined && l.ms !== undefined) inits.push({ shard: Number(shard), time: l.time, ms: l.ms });
+  }
+  for (const l of lines) {
+    if (!l.acquired) continue;
+    const lockedAt = l.time - (l.destinationMs ?? 0);
+    const own = inits.filter((i) => l.acquired!.includes(i.shard) && i.time >= lockedAt && i.time <= l.time).map((i) => i.ms);
+    takes.push({ instance, shards: l.acquired, seenAt: lockedAt - (l.lockMs ?? 0), lockedAt, readyAt: l.time, initMs: own.length > 0 ? Math.max(...own) : undefined });
   }
   return takes;
 }
