@@ -193,7 +193,8 @@ function handoverStepsOf(
     return known.length === 0 ? undefined : Math.max(...known);
   };
   const perShard = kill.shards.map((s) => {
-    const take = takes.find((t) => t.lockedAt >= kill.at && t.shards.includes(s));
+    // Its first take after the kill (the takes are listed instance by instance, not in time order).
+    const take = takes.filter((t) => t.lockedAt >= kill.at && t.shards.includes(s)).sort((a, b) => a.lockedAt - b.lockedAt)[0];
     const first = publications.filter((p) => p.instance !== kill.instance && p.start >= kill.at && p.shards.includes(s)).sort((a, b) => a.start - b.start)[0];
     return {
       locked: take ? take.lockedAt - kill.at : ownedAfterMs,
