@@ -14,6 +14,8 @@ const UNIT_TESTS = [
   'test/infra/grafana-dashboard.test.ts',
   'test/schemas/catalog.test.ts',
   'test/cli/render-progress.test.ts',
+  'test/cli/relay-metrics.test.ts',
+  'test/relay/sharded-sink.test.ts',
   'test/console/render.test.ts',
   'test/relay/shard-plan.test.ts',
 ];

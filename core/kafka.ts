@@ -4,9 +4,15 @@ import type { Logger } from './logger';
 
 /**
  * A kafkajs client for the configured brokers (SASL/TLS as configured), logging through pino.
- * `options.retries` overrides the default of 5 (probes and one-shot CLI commands use 0 or 1 to fail fast).
+ * `options.retries` overrides the default of 5 (probes and one-shot CLI commands use 0 or 1 to fail fast);
+ * `initialRetryTimeMs` (default 200) and `maxRetryTimeMs` (default 5000) the back-off between them.
  */
-export function createKafka(settings: KafkaSettings, logger: Logger, clientIdSuffix?: string, options: { retries?: number } = {}): Kafka {
+export function createKafka(
+  settings: KafkaSettings,
+  logger: Logger,
+  clientIdSuffix?: string,
+  options: { retries?: number; initialRetryTimeMs?: number; maxRetryTimeMs?: number } = {},
+): Kafka {
   const log = logger.child({ lib: 'kafkajs' });
   const sasl: SASLOptions | undefined = settings.sasl
     ? ({ mechanism: settings.sasl.mechanism, username: settings.sasl.username, password: settings.sasl.password } as SASLOptions)
@@ -18,7 +24,7 @@ export function createKafka(settings: KafkaSettings, logger: Logger, clientIdSuf
     ...(sasl ? { sasl } : {}),
     connectionTimeout: settings.connectionTimeoutMs,
     requestTimeout: settings.requestTimeoutMs,
-    retry: { retries: options.retries ?? 5, initialRetryTime: 200, maxRetryTime: 5000 },
+    retry: { retries: options.retries ?? 5, initialRetryTime: options.initialRetryTimeMs ?? 200, maxRetryTime: options.maxRetryTimeMs ?? 5000 },
     logLevel: KafkaLogLevel.WARN,
     logCreator: () => (entry: LogEntry) => {
       const { message, ...rest } = entry.log;

@@ -246,7 +246,7 @@ export function createMetrics(options: CreateMetricsOptions = {}): OutboxMetrics
     }),
     relayLeader: new Gauge({
       name: METRIC_NAMES.relayLeader,
-      help: '1 while this relay instance is the active one for its outbox schema, 0 while it stands by',
+      help: '1 while this relay instance publishes: the active one for its outbox schema (0 while it stands by); a sharded relay (OUTBOX_RELAY_SHARDED) while it owns at least one shard',
       registers,
     }),
     relayShardsOwned: new Gauge({

@@ -12,7 +12,7 @@ import { Leadership } from './acquire-leadership';
 import { DeliveryQueue } from './delivery-queue';
 import { KafkaSink, relayTransactionalId, type Sink } from './kafka-sink';
 import { ShardOwnership } from './own-shards';
-import { ShardedSink } from './sharded-sink';
+import { SHARD_PRODUCER_RETRY, ShardedSink } from './sharded-sink';
 
 export type { RelayHandle, RelayObserver, RelayParts, RelayStage } from './run-relay';
 export type { EventEncoderPort } from './encode-batch';
@@ -58,9 +58,10 @@ export function startRelay(options: StartRelayOptions): RelayHandle {
   const encoder = options.encoder ?? registeringEncoder(config, catalog, logger);
   const log = logger.child({ component: 'relay', instance: settings.instanceId });
   let kafka = options.kafka;
-  const kafkaSink = (transactionalId?: string): KafkaSink =>
+  let shardKafka = options.kafka;
+  const kafkaSink = (transactionalId?: string, client?: Kafka): KafkaSink =>
     new KafkaSink({
-      kafka: (kafka ??= createKafka(config.kafka, logger, 'relay')),
+      kafka: client ?? (kafka ??= createKafka(config.kafka, logger, 'relay')),
       logger: log,
       partitions: settings.topicPartitions,
       requestTimeoutMs: config.kafka.requestTimeoutMs,
@@ -86,7 +87,10 @@ export function startRelay(options: StartRelayOptions): RelayHandle {
     const sharded =
       options.sink === undefined && settings.transactional
         ? new ShardedSink(
-            { sinkFor: ({ transactionalId }) => kafkaSink(transactionalId), baseTransactionalId: (outbox) => settings.transactionalId ?? relayTransactionalId(outbox) },
+            {
+              sinkFor: ({ transactionalId }) => kafkaSink(transactionalId, (shardKafka ??= createKafka(config.kafka, logger, 'relay', SHARD_PRODUCER_RETRY))),
+              baseTransactionalId: (outbox) => settings.transactionalId ?? relayTransactionalId(outbox),
+            },
             () => ownership.shards,
           )
         : undefined;

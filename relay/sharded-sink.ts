@@ -10,80 +10,106 @@ export interface ShardedSinkOptions {
 }
 
 /**
+ * The kafkajs client retry of the shard producers (createKafka options). kafkajs retries a
+ * transactional producer's coordinator requests (InitProducerId, AddPartitionsToTxn, EndTxn) with the
+ * client's retry, not the producer's. A shard's new owner's InitProducerId is answered
+ * CONCURRENT_TRANSACTIONS while the coordinator aborts the dead owner's open transaction (tens of ms);
+ * with the client default (200 ms doubling to 5 s, 5 retries) the new owner then waited seconds, or gave
+ * up and unlocked the shard. Here: 50 ms doubling to 500 ms, 30 retries (about 14 s in all, as the Java
+ * client's flat 100 ms retry within its 60 s max.block.ms).
+ */
+export const SHARD_PRODUCER_RETRY = { retries: 30, initialRetryTimeMs: 50, maxRetryTimeMs: 500 } as const;
+
+/**
  * The destination of a sharded, transactional relay: one transactional producer per owned shard, its
  * transactional.id `<base>.shard-<n>`, so a shard's new owner fences the producer of its previous owner
  * (a zombie that lost the shard's lock gets PRODUCER_FENCED) while the other shards publish on. A
  * batch is split by shard and each part is one transaction on its shard's producer, all at once.
  * `take` claims the producers of newly owned shards (relay/own-shards.ts onAcquired), `drop` closes
- * those of shards given up; `prepare` (a new membership, or after a failed publish) claims them all
- * again for the shards owned now. `prepare`, `take`, `drop` and `reset` run one at a time (the shard
- * owner's rebalance timer takes shards while the relay loop may be preparing the sink).
+ * those of shards given up; `prepare` (a new membership, or after a failed publish) claims the
+ * producers of the shards owned now that have none (a failed publish drops only the producers of the
+ * shards whose part failed: the others keep theirs, and the shards taken meanwhile are not held up).
+ * Work on one shard's producer runs one step at a time (the shard owner's rebalance timer takes shards
+ * while the relay loop may be preparing the sink); different shards' go on at once.
  */
 export class ShardedSink implements Sink {
   private readonly sinks = new Map<number, Sink>();
   private topics: string[] = [];
   private outboxName: string | undefined;
-  /** The tail of the prepare/take/drop/reset chain. */
-  private serial: Promise<unknown> = Promise.resolve();
+  /** Per shard, the tail of its take/drop chain. */
+  private readonly chains = new Map<number, Promise<unknown>>();
 
   constructor(
     private readonly options: ShardedSinkOptions,
     private readonly owned: () => readonly number[],
   ) {}
 
-  /** Run `work` after every earlier prepare/take/drop/reset has settled. */
-  private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.serial.then(work, work);
-    this.serial = run.catch(() => undefined);
+  /** Run `work` on `shard`'s producer after every earlier step on it has settled. */
+  private onShard<T>(shard: number, work: () => Promise<T>): Promise<T> {
+    const run = (this.chains.get(shard) ?? Promise.resolve()).then(work, work);
+    const tail = run.catch(() => undefined);
+    this.chains.set(shard, tail);
+    void tail.then(() => {
+      if (this.chains.get(shard) === tail) this.chains.delete(shard);
+    });
     return run;
   }
 
-  prepare(options: { topics: string[]; outboxName: string }): Promise<void> {
-    return this.exclusive(async () => {
-      this.topics = options.topics;
-      this.outboxName = options.outboxName;
-      // Shards taken just now (not yet among the owned ones) are claimed again too.
-      const shards = [...new Set([...this.owned(), ...this.sinks.keys()])];
-      await this.dropNow([...this.sinks.keys()]);
-      await this.takeNow(shards);
-    });
+  async prepare(options: { topics: string[]; outboxName: string }): Promise<void> {
+    const renamed = this.outboxName !== undefined && this.outboxName !== options.outboxName;
+    this.topics = options.topics;
+    this.outboxName = options.outboxName;
+    // Shards taken just now (not yet among the owned ones) are claimed too; a producer for another outbox name goes.
+    const shards = [...new Set([...this.owned(), ...this.sinks.keys()])];
+    await this.takeAll(shards, { keep: !renamed });
   }
 
-  /** Claim the producers of these shards (fences their previous owners). */
-  take(shards: number[]): Promise<void> {
-    return this.exclusive(() => this.takeNow(shards));
+  /** Claim the producers of these shards (fences their previous owners); if one fails, none is kept (the owner unlocks them all). */
+  async take(shards: number[]): Promise<void> {
+    try {
+      await this.takeAll(shards, { keep: false });
+    } catch (err) {
+      await this.drop(shards);
+      throw err;
+    }
   }
 
-  private async takeNow(shards: number[]): Promise<void> {
+  /** Claim each shard's producer anew (`keep`: a shard that has one keeps it); a shard whose claim fails has none, and the first failure is thrown. */
+  private async takeAll(shards: number[], { keep }: { keep: boolean }): Promise<void> {
     const outboxName = this.outboxName;
     if (outboxName === undefined) throw new OutboxError('INTERNAL', 'the sharded sink takes shards only after prepare');
     const base = this.options.baseTransactionalId(outboxName);
     const results = await Promise.allSettled(
-      shards.map(async (shard) => {
-        await this.sinks.get(shard)?.reset();
-        const sink = this.options.sinkFor({ shard, transactionalId: `${base}.shard-${shard}` });
-        this.sinks.set(shard, sink);
-        await sink.prepare({ topics: this.topics, outboxName });
-      }),
+      shards.map((shard) =>
+        this.onShard(shard, async () => {
+          if (keep && this.sinks.has(shard)) return;
+          const old = this.sinks.get(shard);
+          this.sinks.delete(shard);
+          await old?.reset();
+          const sink = this.options.sinkFor({ shard, transactionalId: `${base}.shard-${shard}` });
+          try {
+            await sink.prepare({ topics: this.topics, outboxName });
+          } catch (err) {
+            await sink.reset().catch(() => undefined);
+            throw err;
+          }
+          this.sinks.set(shard, sink);
+        }),
+      ),
     );
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      await this.dropNow(shards);
-      throw failed.reason;
-    }
+    if (failed) throw failed.reason;
   }
 
-  drop(shards: number[]): Promise<void> {
-    return this.exclusive(() => this.dropNow(shards));
-  }
-
-  private async dropNow(shards: number[]): Promise<void> {
+  async drop(shards: number[]): Promise<void> {
     await Promise.allSettled(
-      shards.map(async (shard) => {
-        const sink = this.sinks.get(shard);
-        this.sinks.delete(shard);
-        await sink?.reset();
-      }),
+      shards.map((shard) =>
+        this.onShard(shard, async () => {
+          const sink = this.sinks.get(shard);
+          this.sinks.delete(shard);
+          await sink?.reset();
+        }),
+      ),
     );
   }
 
@@ -98,13 +124,16 @@ export class ShardedSink implements Sink {
       part.push(e);
       parts.set(shard, part);
     }
-    const results = await Promise.allSettled([...parts].map(([shard, part]) => this.sinks.get(shard)!.publish(part)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
+    const shards = [...parts.keys()];
+    const results = await Promise.allSettled(shards.map((shard) => this.sinks.get(shard)!.publish(parts.get(shard)!)));
+    const failedShards = shards.filter((_, i) => results[i]!.status === 'rejected');
+    if (failedShards.length > 0) {
       // What other shards committed is published; not marked, it is published again (same event ids).
-      const fenced = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && r.reason instanceof OutboxError && r.reason.code === 'FENCED');
-      await this.reset();
-      throw (fenced ?? failed).reason;
+      // Only the failed shards' producers go (a failed KafkaSink reset itself); prepare claims them again.
+      const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      const fenced = failures.find((r) => r.reason instanceof OutboxError && r.reason.code === 'FENCED');
+      await this.drop(failedShards);
+      throw (fenced ?? failures[0]!).reason;
     }
     const outcome: PublishOutcome = { deliveries: [], refused: [] };
     for (const r of results) {
@@ -115,7 +144,8 @@ export class ShardedSink implements Sink {
     return outcome;
   }
 
+  /** Close every shard's producer (a claim in progress first finishes, then its producer goes too). */
   reset(): Promise<void> {
-    return this.exclusive(() => this.dropNow([...this.sinks.keys()]));
+    return this.drop([...new Set([...this.sinks.keys(), ...this.chains.keys()])]);
   }
 }

@@ -172,8 +172,15 @@ async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', lo
  * The relay's metrics: published events and commit → ack latency by topic, parked events counted,
  * leadership (1 while active) and loop failures by stage; with `liveness`, its heartbeat.
  * (Backlog, oldest age and the parked gauge are read from PostgreSQL at scrape time by createMetrics.)
+ * `outbox_relay_leader` is 1 while this instance publishes: the leader; with `sharded`
+ * (OUTBOX_RELAY_SHARDED), a member that owns at least one shard (a member without shards, say a fifth
+ * instance beside 32 shards shared by four, or a newcomer before the others handed it its share, is 0).
+ * So in both modes `sum(outbox_relay_leader) == 0` means nothing is published.
  */
-export function relayMetricsObserver(metrics: OutboxMetrics, liveness?: Liveness): ShardedRelayObserver {
+export function relayMetricsObserver(metrics: OutboxMetrics, liveness?: Liveness, options: { sharded?: boolean } = {}): ShardedRelayObserver {
+  let active = false;
+  let shards = 0;
+  const setLeader = (): void => metrics.relayLeader.set(active && (!options.sharded || shards > 0) ? 1 : 0);
   return {
     heartbeat: () => liveness?.beat(),
     published(count, latenciesMs, topics) {
@@ -195,10 +202,13 @@ export function relayMetricsObserver(metrics: OutboxMetrics, liveness?: Liveness
       metrics.parkedEventsTotal.inc();
     },
     leadership(isLeader) {
-      metrics.relayLeader.set(isLeader ? 1 : 0);
+      active = isLeader;
+      setLeader();
     },
     shardsOwned(count) {
+      shards = count;
       metrics.relayShardsOwned.set(count);
+      setLeader();
     },
     failed(stage) {
       metrics.relayFailuresTotal.inc({ stage });
@@ -228,7 +238,7 @@ export const relayCommand: Command = {
           config: domain.config,
           logger,
           catalog,
-          observer: metrics ? relayMetricsObserver(metrics, liveness) : { heartbeat: () => liveness.beat() },
+          observer: metrics ? relayMetricsObserver(metrics, liveness, { sharded: domain.config.relay.sharded === true }) : { heartbeat: () => liveness.beat() },
         });
         if (everyMs === undefined || key === undefined) return relay;
         const file = ctx.config.audit?.checkpointFile;

@@ -1,6 +1,6 @@
 import { useTestDatabase } from '../support/isolation';
 import { killHard, type Child } from '../support/processes';
-import { runShardChurn } from '../support/shard-churn';
+import { handoverSummary, runShardChurn } from '../support/shard-churn';
 
 // Active-active relays (OUTBOX_RELAY_SHARDED, transactional: a producer per shard): four instances
 // share the 32 shards; under a write load one is killed (-9) and another started every couple of
@@ -19,7 +19,7 @@ test('four sharded relays, killed and added under load: 0 lost, 0 reordered, no 
   const sorted = [...r.handoversMs].sort((a, b) => a - b);
   process.stdout.write(
     `sharded relays: ${JSON.stringify(report)}; ${r.publications.length} publications by ${r.instancesStarted} instances; ` +
-      `dead instances' shards owned again after ${r.handoversMs.join(', ')} ms (p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms); ${r.phases.join(', ')}\n` +
+      `dead instances' shards owned again after ${r.handoversMs.join(', ')} ms (p50 ${sorted[Math.floor(sorted.length / 2)]} ms, max ${sorted.at(-1)} ms); ${r.phases.join(', ')}\n  ${handoverSummary(r)}\n` +
       r.handoverDetails.map((d) => `  ${d}\n`).join(''),
   );
   expect(r.report).toMatchObject({ committed: 5_000, lost: 0, reordered: 0, unexpected: 0, divergent: 0, malformed: 0 });

@@ -26,6 +26,11 @@ export interface ShardChurnOptions {
   /** Between rounds. */
   roundMs: number;
   transactional: boolean;
+  /**
+   * Before each kill, wait until the instance started last has joined, and kill one that owns shards
+   * (for handover times); otherwise any running instance is killed on time, joined or not.
+   */
+  joinBeforeKill?: boolean;
 }
 
 export interface ShardChurnResult {
@@ -35,6 +40,12 @@ export interface ShardChurnResult {
   overlaps: ReturnType<typeof overlappingPublications>;
   /** Per kill: ms until every shard of the dead instance was owned again. */
   handoversMs: number[];
+  /**
+   * Per kill, ms from the kill until the last of the dead instance's shards reached each step: locked by
+   * a survivor (from its "took shards" line), its producer ready (the same line), its first publication
+   * by the new owner started and acknowledged (the batch log; undefined when a shard had no event).
+   */
+  handoverSteps: Array<{ locked: number; ready: number; published: number | undefined; acked: number | undefined }>;
   /** Per kill, who took the dead instance's shards when (from the survivors' logs), for the output. */
   handoverDetails: string[];
   instancesStarted: number;
@@ -108,8 +119,15 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   try {
     for (let round = 0; round < options.minRounds || !written; round++) {
       await new Promise((r) => setTimeout(r, options.roundMs));
-      const victim = running.splice(Math.floor(Math.random() * running.length), 1)[0]!;
-      const owned = (await readShardOwners(db.pool, 'outbox')).owners.find((o) => o.instance === instanceOf.get(victim))?.shards ?? [];
+      // joinBeforeKill: the instance started last round has joined (on a loaded machine a process takes
+      // seconds to start), else a kill could leave no survivor to take the shards, which measures
+      // start-up, not handover; and the victim owns shards (killing one that owns none hands nothing over).
+      if (options.joinBeforeKill) await waitFor('every running instance to have joined', async () => (await readShardOwners(db.pool, 'outbox')).owners.length >= running.length);
+      const owners = (await readShardOwners(db.pool, 'outbox')).owners;
+      const candidates = options.joinBeforeKill ? running.filter((c) => (owners.find((o) => o.instance === instanceOf.get(c))?.shards.length ?? 0) > 0) : [];
+      const pick = candidates.length > 0 ? candidates[Math.floor(Math.random() * candidates.length)]! : running[Math.floor(Math.random() * running.length)]!;
+      const victim = running.splice(running.indexOf(pick), 1)[0]!;
+      const owned = owners.find((o) => o.instance === instanceOf.get(victim))?.shards ?? [];
       await killHard(victim);
       const at = Date.now();
       killedAt.set(instanceOf.get(victim)!, at);
@@ -141,24 +159,97 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   const handoverDetails = kills.map((k, i) => {
     const parts = takes
       .filter((t) => t.lockedAt >= k.at && t.shards.some((s) => k.shards.includes(s)) && t.lockedAt <= k.at + handoversMs[i]! + 1000)
-      .map((t) => `${t.instance} saw +${t.seenAt - k.at} locked +${t.lockedAt - k.at} ready +${t.readyAt - k.at} [${t.shards.filter((s) => k.shards.includes(s)).join(',')}]`);
+      .map(
+        (t) =>
+          `${t.instance} saw +${t.seenAt - k.at} locked +${t.lockedAt - k.at} ready +${t.readyAt - k.at} (connect and InitProducerId ${t.initMs ?? '-'} ms) [${t.shards.filter((s) => k.shards.includes(s)).join(',')}]`,
+      );
     return `${k.instance} killed, owned again after ${handoversMs[i]} ms: ${parts.join('; ') || 'no take logged'}`;
   });
-  return { report, publications, overlaps: overlappingPublications(publications, killedAt), handoversMs, handoverDetails, instancesStarted: started, phases };
+  const handoverSteps = kills.map((k, i) => handoverStepsOf(k, handoversMs[i]!, takes, publications));
+  handoverSteps.forEach((h, i) => {
+    handoverDetails[i] += ` | last shard locked +${h.locked} ready +${h.ready} first publish +${h.published ?? '-'} acked +${h.acked ?? '-'}`;
+  });
+  return {
+    report,
+    publications,
+    overlaps: overlappingPublications(publications, killedAt),
+    handoversMs,
+    handoverSteps,
+    handoverDetails,
+    instancesStarted: started,
+    phases,
+  };
+}
+
+/** The handover steps of one kill: for each step, the ms until the last of the dead instance's shards reached it. */
+function handoverStepsOf(
+  kill: { instance: string; at: number; shards: number[] },
+  ownedAfterMs: number,
+  takes: ReturnType<typeof shardTakes>,
+  publications: Publication[],
+): ShardChurnResult['handoverSteps'][number] {
+  const worst = (values: Array<number | undefined>): number | undefined => {
+    const known = values.filter((v): v is number => v !== undefined);
+    return known.length === 0 ? undefined : Math.max(...known);
+  };
+  const perShard = kill.shards.map((s) => {
+    // Its first take after the kill (the takes are listed instance by instance, not in time order).
+    const take = takes.filter((t) => t.lockedAt >= kill.at && t.shards.includes(s)).sort((a, b) => a.lockedAt - b.lockedAt)[0];
+    const first = publications.filter((p) => p.instance !== kill.instance && p.start >= kill.at && p.shards.includes(s)).sort((a, b) => a.start - b.start)[0];
+    return {
+      locked: take ? take.lockedAt - kill.at : ownedAfterMs,
+      ready: take ? take.readyAt - kill.at : undefined,
+      published: first ? first.start - kill.at : undefined,
+      acked: first?.end !== undefined ? first.end - kill.at : undefined,
+    };
+  });
+  return {
+    locked: worst(perShard.map((p) => p.locked)) ?? ownedAfterMs,
+    ready: worst(perShard.map((p) => p.ready)) ?? ownedAfterMs,
+    published: worst(perShard.map((p) => p.published)),
+    acked: worst(perShard.map((p) => p.acked)),
+  };
 }
 
 /** Every "took shards" line of a relay's log: when it saw the free shards, locked them, and had their producers. */
-function shardTakes(instance: string, output: string): Array<{ instance: string; shards: number[]; seenAt: number; lockedAt: number; readyAt: number }> {
+function shardTakes(
+  instance: string,
+  output: string,
+): Array<{ instance: string; shards: number[]; seenAt: number; lockedAt: number; readyAt: number; initMs: number | undefined }> {
   const takes = [];
+  // Each shard producer's "Kafka producer initialised" line (kafka-sink.ts): ms of its connect and InitProducerId.
+  const inits: Array<{ shard: number; time: number; ms: number }> = [];
+  const lines: Array<{ time: number; acquired?: number[]; lockMs?: number; destinationMs?: number; transactionalId?: string; ms?: number }> = [];
   for (const line of output.split('\n')) {
-    if (!line.includes('"acquired"')) continue;
+    if (!line.includes('"acquired"') && !line.includes('"transactionalId"')) continue;
     try {
-      const l = JSON.parse(line) as { time: number; acquired: number[]; lockMs?: number; destinationMs?: number };
-      const lockedAt = l.time - (l.destinationMs ?? 0);
-      takes.push({ instance, shards: l.acquired, seenAt: lockedAt - (l.lockMs ?? 0), lockedAt, readyAt: l.time });
+      lines.push(JSON.parse(line) as (typeof lines)[number]);
     } catch {
       // not a log line
     }
   }
+  for (const l of lines) {
+    const shard = /\.shard-(\d+)$/.exec(l.transactionalId ?? '')?.[1];
+    if (shard !== undefined && l.ms !== undefined) inits.push({ shard: Number(shard), time: l.time, ms: l.ms });
+  }
+  for (const l of lines) {
+    if (!l.acquired) continue;
+    const lockedAt = l.time - (l.destinationMs ?? 0);
+    const own = inits.filter((i) => l.acquired!.includes(i.shard) && i.time >= lockedAt && i.time <= l.time).map((i) => i.ms);
+    takes.push({ instance, shards: l.acquired, seenAt: lockedAt - (l.lockMs ?? 0), lockedAt, readyAt: l.time, initMs: own.length > 0 ? Math.max(...own) : undefined });
+  }
   return takes;
+}
+
+/** "p50 X ms, max Y ms" of each handover step over the kills, for the output. */
+export function handoverSummary(r: Pick<ShardChurnResult, 'handoverSteps'>): string {
+  const stat = (values: Array<number | undefined>): string => {
+    const known = values.filter((v): v is number => v !== undefined).sort((a, b) => a - b);
+    return known.length === 0 ? 'none' : `p50 ${known[Math.floor(known.length / 2)]} ms, max ${known.at(-1)} ms`;
+  };
+  const steps = r.handoverSteps;
+  return (
+    `kill → last shard locked ${stat(steps.map((s) => s.locked))}; → producer ready ${stat(steps.map((s) => s.ready))}; ` +
+    `→ first publish ${stat(steps.map((s) => s.published))}; → first ack ${stat(steps.map((s) => s.acked))}`
+  );
 }
