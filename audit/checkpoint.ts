@@ -3,6 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import { OutboxError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { ident, withTransaction } from '../core/pg';
+import { waitFor } from '../core/wait';
 import { signBytes, verifyBytes, type SigningKey } from './keys';
 import { compareHeads, merkleRoot, type AggregateHead } from './merkle';
 
@@ -135,21 +136,28 @@ export async function stableCoveredId(pool: pg.Pool, options: { schema: string; 
       WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND l.mode = 'RowExclusiveLock' AND l.granted
         AND l.pid <> pg_catalog.pg_backend_pid()`;
   const table = `${s}.outbox`;
-  const first = await pool.query<{ virtualtransaction: string }>(holdersSql, [table]);
-  let waiting = new Set(first.rows.map((r) => r.virtualtransaction));
-  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-  while (waiting.size > 0) {
-    if (Date.now() > deadline) {
-      throw new OutboxError('DB_BUSY', `a checkpoint at outbox id ${covered} waits for ${waiting.size} open transaction(s) that write the outbox; try again`, {
-        details: { coveredId: covered.toString() },
-      });
-    }
-    options.logger.debug({ waiting: waiting.size, coveredId: covered.toString() }, 'checkpoint waits for open outbox writers');
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 100));
-    const now = await pool.query<{ virtualtransaction: string }>(holdersSql, [table]);
-    const still = new Set(now.rows.map((r) => r.virtualtransaction));
-    waiting = new Set([...waiting].filter((v) => still.has(v)));
-  }
+  const holders = async (): Promise<Set<string>> => new Set((await pool.query<{ virtualtransaction: string }>(holdersSql, [table])).rows.map((r) => r.virtualtransaction));
+  let waiting = await holders();
+  let polled = false;
+  await waitFor(
+    async () => {
+      if (polled) {
+        const still = await holders();
+        waiting = new Set([...waiting].filter((v) => still.has(v)));
+      }
+      polled = true;
+      if (waiting.size > 0) options.logger.debug({ waiting: waiting.size, coveredId: covered.toString() }, 'checkpoint waits for open outbox writers');
+      return waiting.size === 0;
+    },
+    {
+      timeoutMs: options.timeoutMs ?? 60_000,
+      every: options.pollMs ?? 100,
+      timedOut: () =>
+        new OutboxError('DB_BUSY', `a checkpoint at outbox id ${covered} waits for ${waiting.size} open transaction(s) that write the outbox; try again`, {
+          details: { coveredId: covered.toString() },
+        }),
+    },
+  );
   return covered;
 }
 

@@ -74,15 +74,21 @@ export function pgFailure(err: unknown, what: string): OutboxError {
 }
 
 /**
- * Run `fn` in a transaction on a client of `pool`: BEGIN, fn, COMMIT (ROLLBACK if fn throws), and the
- * client is always released (discarded if its connection broke). Returns fn's result; fn's own errors
- * propagate as they are; failures of BEGIN/COMMIT become OutboxErrors (pgFailure). A COMMIT that
- * PostgreSQL turned into a rollback (a statement failed and fn swallowed the error) is DB_REJECTED.
+ * Run `fn` in a transaction: BEGIN, fn, COMMIT (ROLLBACK if fn throws). Given a pool, on a client of it
+ * that is always released (discarded if its connection broke); given a client (one session that must
+ * stay: a migration, a CLI command's connection), on that client, which stays the caller's. Returns fn's
+ * result; fn's own errors propagate as they are; failures of BEGIN/COMMIT become OutboxErrors
+ * (pgFailure). A COMMIT that PostgreSQL turned into a rollback (a statement failed and fn swallowed the
+ * error) is DB_REJECTED.
  */
-export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T>;
+export async function withTransaction<T>(client: pg.ClientBase, fn: (client: pg.ClientBase) => Promise<T>): Promise<T>;
+export async function withTransaction<T>(db: pg.Pool | pg.ClientBase, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  // A pool, also one of another copy of pg (the application's): it counts its idle clients; a client does not.
+  if (!(db instanceof pg.Pool) && typeof (db as { idleCount?: unknown }).idleCount !== 'number') return inTransaction(db as pg.PoolClient, fn, () => undefined);
   let client: pg.PoolClient;
   try {
-    client = await pool.connect();
+    client = await (db as pg.Pool).connect();
   } catch (err) {
     throw new OutboxError('DB_UNAVAILABLE', `could not get a PostgreSQL connection: ${redact(errorMessage(err))}`, { cause: err });
   }
@@ -94,38 +100,41 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   };
   client.on('error', onError);
   try {
-    try {
-      await client.query('BEGIN');
-    } catch (err) {
-      broken = err as Error;
-      throw pgFailure(err, 'BEGIN failed');
-    }
-    let result: T;
-    try {
-      result = await fn(client);
-    } catch (err) {
-      try {
-        await client.query('ROLLBACK');
-      } catch (rollbackErr) {
-        broken = rollbackErr as Error;
-      }
-      throw err;
-    }
-    let committed: pg.QueryResult;
-    try {
-      committed = await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch((e: Error) => {
-        broken = e;
-      });
-      throw pgFailure(err, 'COMMIT failed');
-    }
-    if (committed.command === 'ROLLBACK') {
-      throw new OutboxError('DB_REJECTED', 'the transaction was rolled back at COMMIT because a statement in it had failed');
-    }
-    return result;
+    return await inTransaction(client, fn, onError);
   } finally {
     client.removeListener('error', onError);
     client.release(broken);
   }
+}
+
+/** BEGIN, fn, COMMIT on `client` (see withTransaction); `broke` hears of a connection that can no longer be trusted. */
+async function inTransaction<C extends pg.ClientBase, T>(client: C, fn: (client: C) => Promise<T>, broke: (err: Error) => void): Promise<T> {
+  try {
+    await client.query('BEGIN');
+  } catch (err) {
+    broke(err as Error);
+    throw pgFailure(err, 'BEGIN failed');
+  }
+  let result: T;
+  try {
+    result = await fn(client);
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackErr) {
+      broke(rollbackErr as Error);
+    }
+    throw err;
+  }
+  let committed: pg.QueryResult;
+  try {
+    committed = await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(broke);
+    throw pgFailure(err, 'COMMIT failed');
+  }
+  if (committed.command === 'ROLLBACK') {
+    throw new OutboxError('DB_REJECTED', 'the transaction was rolled back at COMMIT because a statement in it had failed');
+  }
+  return result;
 }

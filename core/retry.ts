@@ -1,4 +1,4 @@
-import { isOutboxError } from './errors';
+import { isOutboxError, OutboxError } from './errors';
 
 /**
  * The one retry policy of kafka-outbox, for the relay, the projector and the tools: which failures are
@@ -7,8 +7,40 @@ import { isOutboxError } from './errors';
  * projector does not dead-letter it; both wait and try the same work again.
  */
 
-/** Backoff of the first retry and the cap. */
-export const RETRY_POLICY = { initialMs: 100, maxMs: 10_000 } as const;
+/** How long to wait between attempts (exponential from `initialMs`, capped at `maxMs`, with jitter), and when to give up. */
+export interface RetryPolicy {
+  readonly initialMs: number;
+  readonly maxMs: number;
+  /** Give up after this many attempts (the last failure is thrown); default: never. */
+  readonly maxAttempts?: number;
+}
+
+/**
+ * The presets. Every wait starts at 100 ms and doubles; the caps differ only where the caller cannot
+ * afford a long wait, for the reason written next to the preset.
+ */
+export const RETRY_POLICIES = {
+  /**
+   * The relay's loop and a service's start: outages of PostgreSQL, Kafka or the registry can last
+   * minutes, so waits grow to 10 s (OUTBOX_LIVENESS_TIMEOUT must stay above this cap).
+   */
+  standard: { initialMs: 100, maxMs: 10_000 },
+  /**
+   * Inside a Kafka consumer's batch (the projector applying a batch, reading a checkpoint on assignment):
+   * the consumer heartbeats only between attempts and holds the partition meanwhile, so the wait stays
+   * well below the consumer session timeout (tests run the projector with sessions of a few seconds).
+   */
+  consumer: { initialMs: 100, maxMs: 5_000 },
+  /**
+   * Kafka metadata that settles within seconds (a topic just created whose leader is being elected, a
+   * topic another process is about to create): short waits, so the start is not delayed; bounded where
+   * the caller has its own retry.
+   */
+  metadata: { initialMs: 100, maxMs: 2_000 },
+} as const satisfies Record<string, RetryPolicy>;
+
+/** Backoff of the first retry and the cap (the standard policy). */
+export const RETRY_POLICY = RETRY_POLICIES.standard;
 
 /**
  * SQLSTATE classes that mean "PostgreSQL could not do it now" rather than "PostgreSQL refuses this":
@@ -102,6 +134,57 @@ export function createBackoff(options: { initialMs?: number; maxMs?: number; ran
       return failures;
     },
   };
+}
+
+/** A failed attempt that will be tried again after `delayMs` (for the caller's log line). */
+export interface RetryFailure {
+  err: unknown;
+  /** Failed attempts so far (1 on the first failure). */
+  attempt: number;
+  delayMs: number;
+  /** isRetriable(err): a known transient failure (a warning), or not (an error worth a look). */
+  retriable: boolean;
+}
+
+export interface RetryOptions {
+  /** Default RETRY_POLICIES.standard. */
+  policy?: RetryPolicy;
+  /** Which failures are tried again (default isRetriable); the others are thrown at once. */
+  retryIf?: (err: unknown) => boolean;
+  /** Called before each wait: log the failure here (each caller keeps its own line). */
+  onRetry?: (failure: RetryFailure) => void;
+  /** Stops retrying: the wait ends early and retry rejects with OutboxError('SHUTDOWN'). */
+  signal?: AbortSignal;
+  /** Checked before every attempt, the first included: true stops as `signal` does (a consumer's batch gone stale). */
+  cancelled?: () => boolean;
+  random?: () => number;
+}
+
+/**
+ * The one retry loop: run `attempt` (given its number, 1, 2, ...) until it succeeds; a failure that
+ * `retryIf` accepts is tried again after the policy's backoff, any other failure (or the last one the
+ * policy allows) is thrown as it is. Stopping (`signal`, `cancelled`) rejects with OutboxError('SHUTDOWN')
+ * whose cause is the last failure, if any.
+ */
+export async function retry<T>(attempt: (n: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const policy: RetryPolicy = options.policy ?? RETRY_POLICIES.standard;
+  const retryIf = options.retryIf ?? isRetriable;
+  const backoff = createBackoff({ initialMs: policy.initialMs, maxMs: policy.maxMs, ...(options.random ? { random: options.random } : {}) });
+  let last: unknown;
+  for (let n = 1; ; n++) {
+    if (options.signal?.aborted || options.cancelled?.()) {
+      throw new OutboxError('SHUTDOWN', 'stopped while retrying', last === undefined ? {} : { cause: last });
+    }
+    try {
+      return await attempt(n);
+    } catch (err) {
+      if (!retryIf(err) || (policy.maxAttempts !== undefined && n >= policy.maxAttempts)) throw err;
+      last = err;
+      const delayMs = backoff.next();
+      options.onRetry?.({ err, attempt: n, delayMs, retriable: isRetriable(err) });
+      await sleep(delayMs, options.signal);
+    }
+  }
 }
 
 /** Resolve after `ms`, or earlier when `signal` aborts. */

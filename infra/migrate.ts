@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { defaultProjectorSchema } from '../core/config';
 import { OutboxError } from '../core/errors';
 import type { Logger } from '../core/logger';
-import { ident } from '../core/pg';
+import { ident, withTransaction } from '../core/pg';
 
 /**
  * Applies the numbered SQL files in infra/migrations/ (NNNN_name.sql) in order, each in its own
@@ -265,41 +265,42 @@ export async function migrate(client: pg.ClientBase, options: MigrateOptions): P
   await assertRolesSeparate(client, roles);
   await ensureOwnerMembership(client, roles.ownerRole);
   for (const m of loadMigrations().filter((x) => options.untilVersion === undefined || x.version <= options.untilVersion)) {
-    await client.query('BEGIN');
     try {
-      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident(projectorSchema)}`);
-      await client.query(
-        `CREATE TABLE IF NOT EXISTS ${schema}.outbox_migrations (
+      // One transaction per migration, on this one session (the lock is the transaction's).
+      const appliedNow = await withTransaction(client, async () => {
+        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [lockKey]);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident(projectorSchema)}`);
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS ${schema}.outbox_migrations (
            version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-      );
-      const { rows } = await client.query<{ name: string; checksum: string }>(`SELECT name, checksum FROM ${schema}.outbox_migrations WHERE version = $1`, [m.version]);
-      if (rows[0]) {
-        if (rows[0].name !== m.name) {
-          throw new OutboxError(
-            'MIGRATION_FAILED',
-            `version ${m.version} of schema ${ident(options.schema)} was applied as ${rows[0].name}, but the file with that number is now ${m.name}: migration files must never be renumbered or reused`,
-            { details: { applied: rows[0].name, file: m.name } },
-          );
+        );
+        const { rows } = await client.query<{ name: string; checksum: string }>(`SELECT name, checksum FROM ${schema}.outbox_migrations WHERE version = $1`, [m.version]);
+        if (rows[0]) {
+          if (rows[0].name !== m.name) {
+            throw new OutboxError(
+              'MIGRATION_FAILED',
+              `version ${m.version} of schema ${ident(options.schema)} was applied as ${rows[0].name}, but the file with that number is now ${m.name}: migration files must never be renumbered or reused`,
+              { details: { applied: rows[0].name, file: m.name } },
+            );
+          }
+          if (rows[0].checksum !== m.checksum && !(EQUIVALENT_CHECKSUMS[m.name] ?? []).includes(rows[0].checksum)) {
+            options.logger.warn({ migration: m.name }, 'applied migration differs from the file on disk (left as applied)');
+          }
+          return false;
         }
-        if (rows[0].checksum !== m.checksum && !(EQUIVALENT_CHECKSUMS[m.name] ?? []).includes(rows[0].checksum)) {
-          options.logger.warn({ migration: m.name }, 'applied migration differs from the file on disk (left as applied)');
-        }
-        await client.query('COMMIT');
-        continue;
-      }
-      // pg_catalog first and nothing else that others may create objects in (the migrating user may be a superuser).
-      await client.query(`SET LOCAL search_path TO pg_catalog, ${schema}`);
-      await client.query(
-        renderMigration(m.sql, { schema: options.schema, projectorSchema, ...roles, ...(options.relayShards !== undefined ? { relayShards: options.relayShards } : {}) }),
-      );
-      await client.query(`INSERT INTO ${schema}.outbox_migrations (version, name, checksum) VALUES ($1, $2, $3)`, [m.version, m.name, m.checksum]);
-      await client.query('COMMIT');
+        // pg_catalog first and nothing else that others may create objects in (the migrating user may be a superuser).
+        await client.query(`SET LOCAL search_path TO pg_catalog, ${schema}`);
+        await client.query(
+          renderMigration(m.sql, { schema: options.schema, projectorSchema, ...roles, ...(options.relayShards !== undefined ? { relayShards: options.relayShards } : {}) }),
+        );
+        await client.query(`INSERT INTO ${schema}.outbox_migrations (version, name, checksum) VALUES ($1, $2, $3)`, [m.version, m.name, m.checksum]);
+        return true;
+      });
+      if (!appliedNow) continue;
       applied.push(m.name);
       options.logger.info({ migration: m.name, schema: options.schema }, 'migration applied');
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
       throw new OutboxError('MIGRATION_FAILED', `migration ${m.name} failed: ${(err as Error).message}`, { cause: err, details: { migration: m.name } });
     }
   }

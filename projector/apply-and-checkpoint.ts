@@ -43,7 +43,7 @@ export interface ApplyResult {
   skippedDuplicates: number;
   /** Dead letters recorded and published by this call. */
   deadLettered: DeadLetter[];
-  /** Largest offset of the batch, now the stored checkpoint (null when the batch was empty or refused). */
+  /** Largest offset of the batch, now the stored checkpoint unless `through` moved it further (null when the batch was empty or refused). */
   lastOffset: bigint | null;
   /** Set when the batch was refused: it starts at `first` but the checkpoint is at `expected` - 1. */
   gap?: { expected: bigint; first: bigint };
@@ -64,6 +64,13 @@ export interface ApplyBatch {
    * first message are not in the log (transaction markers, compaction). Unknown: undefined.
    */
   readFrom?: bigint;
+  /**
+   * The last offset of the fetched Kafka batch, when these messages end it. The offsets after the last
+   * message up to it are not records (a transaction's commit marker, aborted records): the checkpoint
+   * moves past them in the same write (never backwards), so that lag and "caught up" reach 0 on a
+   * transactionally written topic.
+   */
+  through?: bigint;
   /** Apply event by event, each in a savepoint (after the batch failed with a non-transient error). */
   perEvent?: boolean;
 }
@@ -109,8 +116,14 @@ export async function applyAndCheckpoint(batch: ApplyBatch): Promise<ApplyResult
     const stored = BigInt(cp.rows[0]?.last_offset ?? '-1');
     const fresh = messages.filter((m) => m.offset > stored);
     const result: ApplyResult = { generation, applied: 0, skippedOffsets: messages.length - fresh.length, skippedDuplicates: 0, deadLettered: [], lastOffset: null };
+    const where = `projection = ${client.escapeLiteral(projection.name)} AND generation = ${generation} AND topic = ${client.escapeLiteral(topic)} AND partition = ${partition}`;
+    const setCheckpoint = (last: bigint): string => {
+      const to = batch.through !== undefined && batch.through > last ? batch.through : last;
+      return `UPDATE ${o}.projector_offsets SET last_offset = ${to.toString()}, updated_at = now() WHERE ${where};`;
+    };
     if (fresh.length === 0) {
-      await client.query('COMMIT');
+      // Redelivered: only the offsets past the batch's records (markers) may be new.
+      await client.query(batch.through !== undefined && batch.through > stored ? `${setCheckpoint(stored)}\n       COMMIT` : 'COMMIT');
       return result;
     }
     const expected = stored + 1n;
@@ -201,9 +214,8 @@ export async function applyAndCheckpoint(batch: ApplyBatch): Promise<ApplyResult
     const last = messages.reduce((a, m) => (m.offset > a ? m.offset : a), stored);
     // The event_ids applied far below the new checkpoint are forgotten (see duplicateWindow).
     const forgetBelow = last - BigInt(target.duplicateWindow ?? DUPLICATE_WINDOW);
-    const where = `projection = ${client.escapeLiteral(projection.name)} AND generation = ${generation} AND topic = ${client.escapeLiteral(topic)} AND partition = ${partition}`;
     await client.query(
-      `${forgetBelow > 0n ? `DELETE FROM ${o}.projector_seen_events WHERE ${where} AND "offset" < ${forgetBelow.toString()};\n` : ''}UPDATE ${o}.projector_offsets SET last_offset = ${last.toString()}, updated_at = now() WHERE ${where};
+      `${forgetBelow > 0n ? `DELETE FROM ${o}.projector_seen_events WHERE ${where} AND "offset" < ${forgetBelow.toString()};\n` : ''}${setCheckpoint(last)}
        COMMIT`,
     );
     result.lastOffset = last;

@@ -1,6 +1,6 @@
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import type pg from 'pg';
-import { errorMessage } from '../core/errors';
+import { errorMessage, isOutboxError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { ident } from '../core/pg';
 import { consumerCrashLevel } from '../core/kafka';
@@ -8,7 +8,7 @@ import { applyAndCheckpoint, type ApplyResult, type ApplyTarget } from './apply-
 import { publishDeadLetters } from './dead-letter';
 import { decodeMessages, type EventDecoderLike } from './decode-message';
 import type { ProjectorMetrics } from './metrics';
-import { backoffDelay, isRetriable, sleep } from '../core/retry';
+import { retry, RETRY_POLICIES } from '../core/retry';
 
 export interface ConsumeOptions {
   kafka: Kafka;
@@ -91,17 +91,19 @@ export async function consumeBatches(o: ConsumeOptions): Promise<RunningConsumer
     void (async () => {
       for (const [topic, partitions] of assigned) {
         for (const partition of partitions) {
-          for (let attempt = 0; !abort.signal.aborted; attempt++) {
-            try {
+          await retry(
+            async () => {
               const offset = await o.startOffset(topic, partition);
               if (offset !== null) consumer.seek({ topic, partition, offset });
               consumer.resume([{ topic, partitions: [partition] }]);
-              break;
-            } catch (err) {
-              log.warn({ projection, topic, partition, err: errorMessage(err) }, 'reading the checkpoint failed; retrying');
-              await sleep(backoffDelay(attempt + 1, { maxMs: 5000 }), abort.signal).catch(() => undefined);
-            }
-          }
+            },
+            {
+              policy: RETRY_POLICIES.consumer,
+              retryIf: () => true,
+              signal: abort.signal,
+              onRetry: ({ err }) => log.warn({ projection, topic, partition, err: errorMessage(err) }, 'reading the checkpoint failed; retrying'),
+            },
+          ).catch(() => undefined); // stopped
         }
       }
     })();
@@ -134,7 +136,6 @@ export async function consumeBatches(o: ConsumeOptions): Promise<RunningConsumer
       const { topic, partition } = batch;
       const messages = batch.messages;
       if (messages.length === 0) return;
-      let last: string | undefined;
       const key = `${topic}\u0000${partition}`;
       // Where this batch was read from (kafkajs fetches from one offset and drops messages below it).
       const fetchedOffset = (batch as { fetchedOffset?: string }).fetchedOffset;
@@ -148,66 +149,67 @@ export async function consumeBatches(o: ConsumeOptions): Promise<RunningConsumer
         readFrom = previous.expected;
       }
       refused.delete(key);
+      // The batch may end in offsets that are not records (a transaction's commit marker): the last
+      // chunk's checkpoint write moves past them, as kafkajs's position does when the last record is resolved.
+      const batchEnd = BigInt(batch.lastOffset());
+      let next: bigint | undefined;
       for (let i = 0; i < messages.length; i += o.batchSize) {
         const chunk = messages.slice(i, i + o.batchSize);
-        for (let attempt = 0; ; attempt++) {
-          if (!isRunning() || isStale() || abort.signal.aborted) return;
-          const t0 = process.hrtime.bigint();
-          try {
-            const decoded = await decodeMessages(o.decoder, topic, partition, chunk);
-            const result = await applyAndCheckpoint({
-              pool: o.pool,
-              target: o.target,
-              topic,
-              partition,
-              messages: decoded,
-              publish: (letters) => publishDeadLetters(o.producer, letters),
-              ...(readFrom !== undefined ? { readFrom } : {}),
-            });
-            if (result.gap) {
-              // Fetched from past the checkpoint: read again from the checkpoint + 1.
-              refused.set(key, result.gap);
-              consumer.seek({ topic, partition, offset: result.gap.expected.toString() });
-              return;
-            }
-            o.metrics?.batchSeconds.observe({ projection }, Number(process.hrtime.bigint() - t0) / 1e9);
-            o.metrics?.appliedTotal.inc({ projection }, result.applied);
-            if (result.deadLettered.length > 0) o.metrics?.dlqTotal.inc({ projection }, result.deadLettered.length);
-            o.onApplied?.(topic, partition, result, batch.highWatermark);
-            break;
-          } catch (err) {
-            const level = isRetriable(err) ? 'warn' : 'error';
-            log[level](
-              { projection, topic, partition, attempt, err },
-              `applying a batch failed (${isRetriable(err) ? 'transient' : 'unexpected'}); retrying: ${errorMessage(err)}`,
-            );
-            await sleep(backoffDelay(attempt + 1, { maxMs: 5000 }), abort.signal);
-            await heartbeat().catch(() => undefined);
-          }
+        const chunkEnd = BigInt(chunk[chunk.length - 1]!.offset);
+        const through = i + o.batchSize >= messages.length && batchEnd > chunkEnd ? batchEnd : undefined;
+        let result: ApplyResult;
+        let t0 = 0n;
+        try {
+          result = await retry(
+            async (attempt) => {
+              if (attempt > 1) await heartbeat().catch(() => undefined);
+              t0 = process.hrtime.bigint();
+              const decoded = await decodeMessages(o.decoder, topic, partition, chunk);
+              return applyAndCheckpoint({
+                pool: o.pool,
+                target: o.target,
+                topic,
+                partition,
+                messages: decoded,
+                publish: (letters) => publishDeadLetters(o.producer, letters),
+                ...(readFrom !== undefined ? { readFrom } : {}),
+                ...(through !== undefined ? { through } : {}),
+              });
+            },
+            {
+              policy: RETRY_POLICIES.consumer,
+              retryIf: () => true,
+              signal: abort.signal,
+              cancelled: () => !isRunning() || isStale(),
+              onRetry: ({ err, attempt, retriable }) =>
+                log[retriable ? 'warn' : 'error'](
+                  { projection, topic, partition, attempt: attempt - 1, err },
+                  `applying a batch failed (${retriable ? 'transient' : 'unexpected'}); retrying: ${errorMessage(err)}`,
+                ),
+            },
+          );
+        } catch (err) {
+          if (isOutboxError(err, 'SHUTDOWN')) return; // stopping, or the batch went stale (a rebalance)
+          throw err;
         }
-        last = chunk[chunk.length - 1]!.offset;
+        if (result.gap) {
+          // Fetched from past the checkpoint: read again from the checkpoint + 1.
+          refused.set(key, result.gap);
+          consumer.seek({ topic, partition, offset: result.gap.expected.toString() });
+          return;
+        }
+        o.metrics?.batchSeconds.observe({ projection }, Number(process.hrtime.bigint() - t0) / 1e9);
+        o.metrics?.appliedTotal.inc({ projection }, result.applied);
+        if (result.deadLettered.length > 0) o.metrics?.dlqTotal.inc({ projection }, result.deadLettered.length);
+        o.onApplied?.(topic, partition, result, batch.highWatermark);
+        const last = chunk[chunk.length - 1]!.offset;
+        next = (through ?? chunkEnd) + 1n;
         // The next chunk continues the same read.
         readFrom = BigInt(last) + 1n;
         resolveOffset(last);
         await heartbeat().catch(() => undefined);
       }
-      if (last !== undefined) {
-        // The batch may end in offsets that are not records (a transaction's commit marker): the
-        // checkpoint moves past them, as kafkajs's position did when `last` was resolved.
-        const through = BigInt(batch.lastOffset());
-        let next = BigInt(last) + 1n;
-        if (through > BigInt(last)) {
-          for (let attempt = 0; ; attempt++) {
-            if (!isRunning() || isStale() || abort.signal.aborted) return;
-            try {
-              if (await advanceCheckpoint({ pool: o.pool, target: o.target, topic, partition, from: BigInt(last), through })) next = through + 1n;
-              break;
-            } catch (err) {
-              log.warn({ projection, topic, partition, attempt, err: errorMessage(err) }, 'moving the checkpoint past transaction markers failed; retrying');
-              await sleep(backoffDelay(attempt + 1, { maxMs: 5000 }), abort.signal);
-            }
-          }
-        }
+      if (next !== undefined) {
         o.onPosition?.(topic, partition, { next, highWatermark: batch.highWatermark });
         // A hint only: the database checkpoint is the truth.
         await consumer.commitOffsets([{ topic, partition, offset: next.toString() }]).catch((err: unknown) => {

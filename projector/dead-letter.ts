@@ -1,7 +1,7 @@
 import type { Admin, IHeaders, Producer } from 'kafkajs';
 import { errorMessage, OutboxError } from '../core/errors';
 import type { Logger } from '../core/logger';
-import { backoffDelay, isRetriable, sleep } from '../core/retry';
+import { isRetriable, retry, RETRY_POLICIES } from '../core/retry';
 import { replicationConfigEntries, replicationMismatches, reportReplicationMismatches, resolveReplication, type ReplicationSettings, type TopicReplication } from '../core/topics';
 import type { DeadLetterKind } from './decode-message';
 import type { SourceMessage } from './types';
@@ -61,11 +61,12 @@ export async function publishDeadLetters(producer: Producer, letters: DeadLetter
 /**
  * Create the dead-letter topics of `topics` if missing (1 partition each). A topic just created may not
  * have its leader yet (the broker answers "does not host this topic-partition"): transient errors are
- * retried a few times with backoff.
+ * retried a few times with backoff (8 attempts, about 10 s: then the projector's start fails and its
+ * caller retries the whole start).
  */
 export async function ensureDeadLetterTopics(admin: Admin, topics: string[], options: { replication?: ReplicationSettings; logger?: Logger } = {}): Promise<void> {
   let replication: TopicReplication | undefined;
-  for (let attempt = 1; ; attempt++) {
+  const ensure = async (attempt: number): Promise<void> => {
     const existing = new Set(await admin.listTopics());
     const wanted = topics.map(dlqTopicOf);
     const missing = wanted.filter((t) => !existing.has(t));
@@ -85,12 +86,23 @@ export async function ensureDeadLetterTopics(admin: Admin, topics: string[], opt
         waitForLeaders: true,
         topics: missing.map((topic) => ({ topic, numPartitions: 1, replicationFactor: replication!.replicationFactor, configEntries: replicationConfigEntries(replication!) })),
       });
-      return;
     } catch (err) {
       // Created concurrently by another projector: fine.
       if (/already exists/i.test(errorMessage(err))) return;
-      if (!isRetriable(err) || attempt >= 8) throw new OutboxError('KAFKA_UNAVAILABLE', `creating dead-letter topics failed: ${errorMessage(err)}`, { cause: err });
-      await sleep(backoffDelay(attempt, { maxMs: 2000 }));
+      throw new CreateFailed(err);
     }
+  };
+  try {
+    await retry(ensure, { policy: { ...RETRY_POLICIES.metadata, maxAttempts: 8 }, retryIf: (err) => err instanceof CreateFailed && isRetriable(err.cause) });
+  } catch (err) {
+    if (!(err instanceof CreateFailed)) throw err;
+    throw new OutboxError('KAFKA_UNAVAILABLE', `creating dead-letter topics failed: ${errorMessage(err.cause)}`, { cause: err.cause });
+  }
+}
+
+/** createTopics failed (told apart from the listing and the replication look-up, whose errors pass as they are). */
+class CreateFailed extends Error {
+  constructor(override readonly cause: unknown) {
+    super(errorMessage(cause));
   }
 }

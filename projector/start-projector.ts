@@ -16,7 +16,8 @@ import { ensureDeadLetterTopics } from './dead-letter';
 import type { EventDecoderLike } from './decode-message';
 import { ensureLiveGeneration } from './ensure-generation';
 import { projectorMetrics, type ProjectorMetrics } from './metrics';
-import { backoffDelay, sleep } from '../core/retry';
+import { RETRY_POLICIES } from '../core/retry';
+import { waitFor } from '../core/wait';
 import { createAuditLogProjection } from './projections/audit-log';
 import { environmentDomain } from '../core/config-module';
 import { toProjection, type ProjectionSource } from './define';
@@ -128,23 +129,24 @@ export interface RunningProjector {
  * instead of failing, and fails with the missing topics named only after `timeoutMs`.
  */
 async function waitForTopics(admin: Admin, topics: string[], timeoutMs: number, logger: Logger): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let warned = false;
-  for (let attempt = 0; ; attempt++) {
-    const existing = new Set(await admin.listTopics());
-    const missing = topics.filter((t) => !existing.has(t));
-    if (missing.length === 0) return;
-    if (Date.now() >= deadline) {
-      throw new OutboxError('NOT_FOUND', `topic(s) ${missing.join(', ')} do not exist (the relay creates them when it starts; waited ${Math.round(timeoutMs / 1000)} s)`, {
-        details: { topics: missing },
-      });
-    }
-    if (!warned) {
-      logger.warn({ topics: missing }, `waiting for topic(s) ${missing.join(', ')} (created by the relay)`);
-      warned = true;
-    }
-    await sleep(Math.min(backoffDelay(attempt + 1, { maxMs: 2000 }), Math.max(0, deadline - Date.now())));
-  }
+  let missing: string[] = [];
+  await waitFor(
+    async () => {
+      const existing = new Set(await admin.listTopics());
+      const warned = missing.length > 0;
+      missing = topics.filter((t) => !existing.has(t));
+      if (missing.length > 0 && !warned) logger.warn({ topics: missing }, `waiting for topic(s) ${missing.join(', ')} (created by the relay)`);
+      return missing.length === 0;
+    },
+    {
+      timeoutMs,
+      every: RETRY_POLICIES.metadata,
+      timedOut: () =>
+        new OutboxError('NOT_FOUND', `topic(s) ${missing.join(', ')} do not exist (the relay creates them when it starts; waited ${Math.round(timeoutMs / 1000)} s)`, {
+          details: { topics: missing },
+        }),
+    },
+  );
 }
 
 export async function startProjector(options: StartProjectorOptions): Promise<RunningProjector> {

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { errorMessage, OutboxError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { redact } from '../core/redact';
+import { settleWithin } from '../core/wait';
 import { openLockConnection } from './lock-connection';
 
 /** The advisory-lock class id of kafka-outbox relays ('ko'); the key is hashtext(<outbox schema>). */
@@ -107,9 +108,7 @@ export class Leadership {
     this.socket = null;
     this.held = false;
     if (!client) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([client.end().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)))]);
-    clearTimeout(timer);
+    await settleWithin(client.end(), 1000);
     socket?.destroy();
   }
 

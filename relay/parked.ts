@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { OutboxError } from '../core/errors';
-import { ident } from '../core/pg';
+import { ident, withTransaction } from '../core/pg';
 
 /**
  * The operator's side of park-event: list the parked events, release one for another try, or skip it.
@@ -48,8 +48,7 @@ interface ParkedUpdate {
 /** Updates the parked delivery row of `eventId` in a short transaction; NOT_FOUND names why it cannot. */
 async function updateParked(client: pg.ClientBase, { schema, eventId, set, params }: ParkedUpdate): Promise<Record<string, unknown>> {
   const s = ident(schema);
-  await client.query('BEGIN');
-  try {
+  return withTransaction(client, async () => {
     await client.query(`SET LOCAL lock_timeout = '5s'`);
     const res = await client.query(
       `UPDATE ${s}.outbox_delivery d SET ${set}
@@ -63,17 +62,12 @@ async function updateParked(client: pg.ClientBase, { schema, eventId, set, param
         `SELECT d.delivered_at, d.parked_at FROM ${s}.outbox o LEFT JOIN ${s}.outbox_delivery d ON d.id = o.id WHERE o.event_id = $1::uuid`,
         [eventId],
       );
-      await client.query('ROLLBACK');
       const r = why.rows[0];
       const reason = !r ? 'no such event' : r.delivered_at ? 'it is already delivered' : 'it is not parked';
       throw new OutboxError('NOT_FOUND', `event ${eventId} is not a parked event: ${reason}`, { details: { eventId } });
     }
-    await client.query('COMMIT');
     return res.rows[0] as Record<string, unknown>;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /** `outbox parked retry`: un-park the event; the relay tries it (and the events held behind it) again. NOT_FOUND when it is not parked. */

@@ -4,6 +4,7 @@ import * as audit from '../../audit/index';
 import { parseDuration, type OutboxConfig } from '../../core/config';
 import { isOutboxError, OutboxError } from '../../core/errors';
 import { createKafka } from '../../core/kafka';
+import { sleep } from '../../core/retry';
 import { requireKafka, withClient, withPool } from '../connections';
 import { formatCsv, onStopSignal, parseAggregateRef, parseTime, UsageError, type Command, type CommandGroup } from '../framework';
 import { stateHistory } from '../state';
@@ -221,9 +222,8 @@ const checkpoint: Command = {
     } catch (err) {
       throw new OutboxError('KAFKA_UNAVAILABLE', `could not connect a producer for ${topic}: ${(err as Error).message}`, { cause: err });
     }
-    const stop = everyMs !== undefined ? onStopSignal() : undefined;
-    let stopped = false;
-    void stop?.then(() => (stopped = true));
+    const stopping = new AbortController();
+    if (everyMs !== undefined) void onStopSignal().then(() => stopping.abort());
     try {
       await withPool(config, logger, async (pool) => {
         for (;;) {
@@ -241,11 +241,9 @@ const checkpoint: Command = {
             if (everyMs === undefined || !isOutboxError(err) || !err.retriable) throw err;
             log.warn({ err }, 'checkpoint failed; trying again at the next interval');
           }
-          if (everyMs === undefined || stopped) return;
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([stop, new Promise((r) => (timer = setTimeout(r, everyMs)))]);
-          clearTimeout(timer);
-          if (stopped) return;
+          if (everyMs === undefined || stopping.signal.aborted) return;
+          await sleep(everyMs, stopping.signal);
+          if (stopping.signal.aborted) return;
         }
       });
     } finally {

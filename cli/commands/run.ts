@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { DEFAULT_ADMIN_PORTS, readinessChecks, startAdminServer, type AdminServer, type AdminServerOptions } from '../../core/admin-server';
 import { errorMessage, isOutboxError, OutboxError } from '../../core/errors';
-import { createBackoff, isRetriable, sleep } from '../../core/retry';
+import { isRetriable, retry } from '../../core/retry';
 import type { OutboxConfig } from '../../core/config';
 import { createLiveness, type Liveness } from '../../core/lifecycle';
 import type { Logger } from '../../core/logger';
@@ -129,23 +129,23 @@ async function runComponent(ctx: CommandContext, kind: 'relay' | 'projector', lo
     // A transient failure while starting (a connection terminated under it, a broker electing leaders)
     // is retried with the one backoff policy, as the running loops retry theirs; anything else stops the
     // command with its one line.
-    const backoff = createBackoff();
     let stoppedBy: NodeJS.Signals | undefined;
-    void stopSignal.then((sig) => (stoppedBy = sig));
-    for (;;) {
-      try {
-        handle = await start({ config, logger: logger.child({ component: kind }), metrics, liveness });
-        break;
-      } catch (err) {
-        if (!isRetriable(err) || stoppedBy !== undefined) throw err;
-        const delay = backoff.next();
-        logger.warn({ err, retryInMs: delay, failures: backoff.failures }, `${kind} start failed, retrying in ${delay} ms: ${errorMessage(err)}`);
-        await Promise.race([sleep(delay), stopSignal]);
-        if (stoppedBy !== undefined) {
-          logger.info({ signal: stoppedBy }, `${kind} stopped before it started`);
-          return 0;
-        }
-      }
+    const stopping = new AbortController();
+    void stopSignal.then((sig) => {
+      stoppedBy = sig;
+      stopping.abort();
+    });
+    try {
+      handle = await retry(async () => start({ config, logger: logger.child({ component: kind }), metrics, liveness }), {
+        retryIf: (err) => isRetriable(err) && stoppedBy === undefined,
+        signal: stopping.signal,
+        onRetry: ({ err, attempt, delayMs }) =>
+          logger.warn({ err, retryInMs: delayMs, failures: attempt }, `${kind} start failed, retrying in ${delayMs} ms: ${errorMessage(err)}`),
+      });
+    } catch (err) {
+      if (stoppedBy === undefined || !isOutboxError(err, 'SHUTDOWN')) throw err;
+      logger.info({ signal: stoppedBy }, `${kind} stopped before it started`);
+      return 0;
     }
     const outcome = await Promise.race([
       stopSignal.then((sig) => ({ kind: 'signal' as const, sig })),

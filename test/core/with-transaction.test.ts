@@ -36,3 +36,25 @@ test('a connection killed between two statements of a transaction fails it as re
     await pool.end();
   }
 });
+
+test('on a client, the transaction runs on that session and the client stays open: committed, or rolled back when fn throws', async () => {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await client.query('CREATE TEMP TABLE t (v int)');
+    const pid = await withTransaction(client, async (c) => {
+      await c.query('INSERT INTO t VALUES (1)');
+      return (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    });
+    expect(pid).toBe((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
+    const failed = await withTransaction(client, async (c) => {
+      await c.query('INSERT INTO t VALUES (2)');
+      throw new Error('no');
+    }).catch((err: unknown) => err);
+    expect(failed).toEqual(new Error('no'));
+    expect((await client.query<{ v: number }>('SELECT v FROM t ORDER BY v')).rows).toEqual([{ v: 1 }]);
+    expect((await client.query<{ s: string }>("SELECT current_setting('transaction_isolation') AS s, txid_current_if_assigned() AS x")).rows[0]).toMatchObject({ x: null });
+  } finally {
+    await client.end();
+  }
+});
