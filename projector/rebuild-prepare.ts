@@ -77,6 +77,7 @@ export async function prepareShadow({ run, from, dryRun }: PrepareOptions): Prom
   const outboxSchema = run.config.projector.schema;
   run.held.lock = await acquireRebuildLock(pool, outboxSchema, projection.name);
   const previousGeneration = await ensureLiveGeneration(pool, outboxSchema, projection, logger);
+  await requireOwnerRole(pool, outboxSchema, projection.name, previousGeneration);
   const generation = await createShadowGeneration(pool, outboxSchema, projection);
   logger.info({ projection: projection.name, generation, from, dryRun }, 'rebuild started');
   await admin.connect();
@@ -85,6 +86,28 @@ export async function prepareShadow({ run, from, dryRun }: PrepareOptions): Prom
   const shadow: Shadow = { pool, outboxSchema, projection, generation, logger };
   await seedShadowCheckpoints(shadow, start);
   return { shadow, previousGeneration, start, high };
+}
+
+/**
+ * A rebuild runs as the role that owns the live generation (the projector's): tables created under another
+ * role would, once swapped in, be out of the projector's reach, and out of its views' (owned by the
+ * projector's role: a view reads with its owner's rights, so not even a superuser could read through it).
+ */
+async function requireOwnerRole(pool: pg.Pool, outboxSchema: string, projection: string, liveGeneration: number): Promise<void> {
+  const { rows } = await pool.query<{ owner: string; me: string }>(
+    `SELECT pg_catalog.pg_get_userbyid(n.nspowner) AS owner, current_user AS me
+       FROM ${ident(outboxSchema)}.projector_generations g JOIN pg_catalog.pg_namespace n ON n.nspname = g.pg_schema
+      WHERE g.projection = $1 AND g.generation = $2`,
+    [projection, liveGeneration],
+  );
+  const r = rows[0];
+  if (r && r.owner !== r.me) {
+    throw new OutboxError(
+      'CONFIG_INVALID',
+      `projection ${projection}: its live generation ${liveGeneration} is owned by ${r.owner}, but this rebuild runs as ${r.me}; run the rebuild as ${r.owner} (the projector's DATABASE_URL), or the projector could not write the rebuilt tables`,
+      { details: { variable: 'DATABASE_URL', projection, owner: r.owner, role: r.me } },
+    );
+  }
 }
 
 function rebuildLockKey(outboxSchema: string, projection: string): string {

@@ -137,7 +137,8 @@ test('a second run on the same database works too; --json gives the summary', as
 test('outbox rebuild on the demo database: --dry-run compares without swapping (JSON progress lines), --from-beginning swaps', async () => {
   const rebuildEnv = {
     ...env,
-    DATABASE_URL: `${process.env.DATABASE_URL!.replace(/\/[^/]*$/, '')}/${database}`,
+    // As the projector's role, which owns the demo's read models (a rebuild under another role is refused).
+    DATABASE_URL: `${process.env.DATABASE_URL!.replace(/\/[^/]*$/, '')}/${database}?options=${encodeURIComponent('-c role=outbox_projector')}`,
     OUTBOX_TOPIC_MAP: `user=${database}.user.events`,
     KAFKA_CLIENT_ID: `outbox-demo-${database}`,
   };

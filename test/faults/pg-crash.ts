@@ -7,10 +7,12 @@ import { privatePostgres, type PrivatePostgres } from '../support/private-postgr
 import type { Child } from '../support/processes';
 import {
   deliveredCount,
+  envAs,
   kafkaOf,
   logger,
   scenarioConfig,
   scenarioEnv,
+  ROLES,
   seedUsers,
   sleep,
   spawnProjector,
@@ -194,7 +196,8 @@ export async function pgCrashScenario(children: Child[], o: PgCrashOptions): Pro
     const rebuild: Record<string, unknown> = {};
     if (o.rebuildSwap) {
       await sleep(o.steadyMs);
-      const config = scenarioConfig(env);
+      // As the projector's role, as an operator would run it (a rebuild under another role is refused).
+      const config = scenarioConfig(envAs(env, ROLES.projector));
       const users = builtInProjections(config, { catalog: loadCatalog(), topics: [topic] }).find((p) => p.name === 'users')!;
       let crash: Promise<{ stopMs: number }> | undefined;
       let attempts = 0;
