@@ -37,11 +37,16 @@ export interface VerifyChainResult {
 
 /**
  * Columns of the COPY, in binary format: fields 0..12 are the 13 canonical fields already in their
- * canonical text forms (event_id::text, version::text, occurred_at by to_char with six fraction digits
- * and Z, payload::text; text travels in binary COPY as its raw UTF-8 bytes), then prev_hash and hash
- * (raw bytes), then the aggregate head's version (text) and, on the row of the head's version only, its hash.
+ * canonical text forms (event_id::text, version::text, payload::text; text travels in binary COPY as its
+ * raw UTF-8 bytes), then prev_hash and hash (raw bytes), then the aggregate head's version (text) and, on
+ * the row of the head's version only, its hash; last occurred_at as binary (microseconds since
+ * 2000-01-01 UTC). Field 6 (occurred_at's canonical text) is NULL for years 1..9999, whose canonical text
+ * this process prints from field 17 exactly as to_char does (formatting it is most of what to_char costs
+ * the server); outside that range the server sends to_char's text itself.
  */
-const FIELDS = 17;
+const FIELDS = 18;
+const OCCURRED_AT = 6;
+const OCCURRED_AT_BINARY = 17;
 
 /**
  * COPY (…) TO STDOUT as a pg Submittable: hands every CopyData chunk to `onData` as it arrives (the
@@ -97,6 +102,23 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const COMMA = 0x2c;
 const COLON = 0x3a;
 const DASH = 0x2d;
+
+const DAY_US = 86_400_000_000;
+/** 2000-01-01T00:00:00Z (PostgreSQL's timestamp epoch) in Unix milliseconds. */
+const PG_EPOCH_MS = 946_684_800_000;
+
+function digits2(out: Buffer, o: number, n: number): void {
+  out[o] = 48 + ((n / 10) | 0);
+  out[o + 1] = 48 + (n % 10);
+}
+
+/** A day's `YYYY-MM-DDT` (years 1..9999), as to_char's YYYY-MM-DD prints it. */
+function dayPrefix(day: number): Buffer {
+  const d = new Date(PG_EPOCH_MS + day * 86_400_000);
+  const y = d.getUTCFullYear();
+  const text = `${String(y).padStart(4, '0')}-${String(d.getUTCMonth() + 1).padStart(2, '0')}-${String(d.getUTCDate()).padStart(2, '0')}T`;
+  return Buffer.from(text, 'latin1');
+}
 
 function asciiNumber(b: Buffer, start: number, end: number): number {
   let i = start;
@@ -243,7 +265,7 @@ class RangeWalker {
       return;
     }
     // prev_hash ‖ the 13 netstrings, built from the raw bytes the server sent (no decoding, no re-encoding).
-    let need = 32;
+    let need = 32 + 32;
     for (let f = 0; f < 13; f++) need += lengths[f]! < 0 ? 2 : lengths[f]! + 12;
     if (need > this.scratch.length) this.scratch = Buffer.allocUnsafe(Math.max(need, this.scratch.length * 2));
     const out = this.scratch;
@@ -251,6 +273,10 @@ class RangeWalker {
     let o = 32;
     for (let f = 0; f < 13; f++) {
       const len = lengths[f]!;
+      if (f === OCCURRED_AT && len < 0 && lengths[OCCURRED_AT_BINARY] === 8) {
+        o = this.occurredAt(buf, out, o);
+        continue;
+      }
       if (len < 0) {
         out[o++] = DASH;
         out[o++] = COMMA;
@@ -280,6 +306,58 @@ class RangeWalker {
       cur.headVersion = this.text(buf, 15);
       cur.headHash = this.bytes(buf, 16);
     }
+  }
+
+  private lastDay = NaN;
+  private lastPrefix: Buffer = Buffer.alloc(0);
+
+  /**
+   * occurred_at's netstring `27:YYYY-MM-DDTHH:MM:SS.ffffffZ,` from its binary value (years 1..9999: the
+   * server sent no text), byte for byte what to_char(… AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') prints.
+   */
+  private occurredAt(buf: Buffer, out: Buffer, o: number): number {
+    const at = this.starts[OCCURRED_AT_BINARY]!;
+    const hi = buf.readInt32BE(at);
+    const lo = buf.readUInt32BE(at + 4);
+    let day: number;
+    let us: number;
+    if (hi > -0x100000 && hi < 0x100000) {
+      const v = hi * 0x100000000 + lo; // exact: |v| < 2^52
+      day = Math.floor(v / DAY_US);
+      us = v - day * DAY_US;
+    } else {
+      const v = (BigInt(hi) << 32n) + BigInt(lo);
+      const d = v >= 0n ? v / BigInt(DAY_US) : -((-v + BigInt(DAY_US) - 1n) / BigInt(DAY_US));
+      day = Number(d);
+      us = Number(v - d * BigInt(DAY_US));
+    }
+    if (day !== this.lastDay) {
+      this.lastDay = day;
+      this.lastPrefix = dayPrefix(day);
+    }
+    const prefix = this.lastPrefix;
+    const len = prefix.length + 16;
+    o += out.write(String(len), o, 'latin1');
+    out[o++] = COLON;
+    prefix.copy(out, o);
+    o += prefix.length;
+    const secs = Math.floor(us / 1_000_000);
+    const frac = us - secs * 1_000_000;
+    digits2(out, o, Math.floor(secs / 3600));
+    out[o + 2] = COLON;
+    digits2(out, o + 3, Math.floor(secs / 60) % 60);
+    out[o + 5] = COLON;
+    digits2(out, o + 6, secs % 60);
+    out[o + 8] = 0x2e;
+    let f = frac;
+    for (let i = 14; i >= 9; i--) {
+      out[o + i] = 48 + (f % 10);
+      f = Math.floor(f / 10);
+    }
+    out[o + 15] = 0x5a;
+    o += 16;
+    out[o++] = COMMA;
+    return o;
   }
 
   /** After the COPY: the last aggregate's head, and a stream that ended early is an error. */
@@ -333,9 +411,12 @@ export async function verifyChain(db: pg.ClientBase | pg.Pool, options: VerifyCh
     if (range.from) where.push(`(o.aggregate_type, o.aggregate_id) >= (${lit(range.from[0])}, ${lit(range.from[1])})`);
     if (range.to) where.push(`(o.aggregate_type, o.aggregate_id) < (${lit(range.to[0])}, ${lit(range.to[1])})`);
     return `COPY (SELECT o.event_id::text, o.aggregate_type, o.aggregate_id, o.aggregate_version::text,
-        o.event_type, o.schema_version::text, to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        o.event_type, o.schema_version::text,
+        CASE WHEN o.occurred_at >= '0001-01-01 00:00:00+00' AND o.occurred_at < '10000-01-01 00:00:00+00' THEN NULL
+             ELSE to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
         o.actor_id, o.trace_id, o.correlation_id, o.causation_id, o.traceparent, o.payload::text, o.prev_hash, o.hash,
-        a.version::text, CASE WHEN a.version = o.aggregate_version THEN a.last_hash END
+        a.version::text, CASE WHEN a.version = o.aggregate_version THEN a.last_hash END,
+        CASE WHEN o.occurred_at >= '0001-01-01 00:00:00+00' AND o.occurred_at < '10000-01-01 00:00:00+00' THEN o.occurred_at END
       FROM ${q}outbox o LEFT JOIN ${q}outbox_aggregates a ON a.aggregate_type = o.aggregate_type AND a.aggregate_id = o.aggregate_id
       ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY o.aggregate_type, o.aggregate_id, o.aggregate_version) TO STDOUT (FORMAT binary)`;

@@ -82,3 +82,39 @@ test('the same answer at every parallelism: intact, then the first broken link i
   expect(restored.firstBroken!.reason).toMatch(/does not point at the last event/);
   expect(stable(await verifyChain(db.pool, { parallelism: 3, aggregate: { type: 'acct', id: 'z-9' } }))).toEqual(stable(restored));
 });
+
+test('occurred_at is encoded as the server prints it, across the calendar: before 2000, leap days, years 1 to 9999, and a tampered time outside them', async () => {
+  const times = [
+    '2024-02-29 23:59:59.999999+00',
+    '1999-12-31 23:59:59.000001+00',
+    '2000-01-01 00:00:00+00',
+    '1970-01-01 00:00:00.1+00',
+    '2285-06-01 12:34:56.789012+00',
+    '1500-03-01 00:00:00.000007+00',
+    '0099-06-01 12:00:00.5+00',
+    '0001-01-01 00:00:00+00',
+    '9999-12-31 23:59:59.999999+00',
+    '2026-12-02 07:00:00+05:30',
+  ];
+  // Only this test's aggregates (the previous test left broken ones).
+  await tamper(`DELETE FROM outbox_delivery WHERE aggregate_type = 'acct'`, []);
+  await tamper(`DELETE FROM outbox WHERE aggregate_type = 'acct'`, []);
+  await tamper(`DELETE FROM outbox_aggregates WHERE aggregate_type = 'acct'`, []);
+  for (const [i, t] of times.entries()) {
+    await db.pool.query(
+      `INSERT INTO outbox (aggregate_type, aggregate_id, event_type, schema_version, payload, actor_id, trace_id, occurred_at)
+       VALUES ('clock', $1, 'Ticked', 1, '{"t": 1}', 'user:1', 'trace', $2::timestamptz)`,
+      [`c-${i}`, t],
+    );
+  }
+  const { rows } = await db.pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM outbox WHERE aggregate_type = 'clock'`);
+  expect(Number(rows[0]!.n)).toBe(times.length);
+  for (const a of await answers()) expect(a).toEqual({ ok: true, checked: times.length });
+
+  // The trigger admits only years 1..9999; a time outside them (set behind its back) is a changed event.
+  await tamper(`UPDATE outbox SET occurred_at = '10000-01-01 00:00:00+00' WHERE aggregate_type = 'clock' AND aggregate_id = 'c-3'`, []);
+  const moved = await answers();
+  expect(moved[0]).toMatchObject({ ok: false, firstBroken: { aggregateType: 'clock', aggregateId: 'c-3', version: 1 } });
+  expect(moved[0]!.firstBroken!.reason).toMatch(/^hash mismatch/);
+  for (const a of moved) expect(a).toEqual(moved[0]);
+});
