@@ -127,9 +127,11 @@ async function main(): Promise<void> {
         copyBytes(
           c,
           `COPY (SELECT o.event_id::text, o.aggregate_type, o.aggregate_id, o.aggregate_version::text, o.event_type, o.schema_version::text,
-                 to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), o.actor_id, o.trace_id, o.correlation_id,
-                 o.causation_id, o.traceparent, o.payload::text, o.prev_hash, o.hash, a.version::text,
-                 CASE WHEN a.version = o.aggregate_version THEN a.last_hash END
+                 CASE WHEN o.occurred_at >= '0001-01-01 00:00:00+00' AND o.occurred_at < '10000-01-01 00:00:00+00' THEN NULL
+                      ELSE to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
+                 o.actor_id, o.trace_id, o.correlation_id, o.causation_id, o.traceparent, o.payload::text, o.prev_hash, o.hash, a.version::text,
+                 CASE WHEN a.version = o.aggregate_version THEN a.last_hash END,
+                 CASE WHEN o.occurred_at >= '0001-01-01 00:00:00+00' AND o.occurred_at < '10000-01-01 00:00:00+00' THEN o.occurred_at END
             FROM outbox o LEFT JOIN outbox_aggregates a ON a.aggregate_type = o.aggregate_type AND a.aggregate_id = o.aggregate_id
            ORDER BY o.aggregate_type, o.aggregate_id, o.aggregate_version) TO STDOUT (FORMAT binary)`,
         ),
