@@ -394,10 +394,11 @@ export async function verifyChain(db: pg.ClientBase | pg.Pool, options: VerifyCh
     return result;
   };
   const lit = (v: string): string => pg.escapeLiteral(v);
-  const isPool = db instanceof pg.Pool;
+  // A pool by its shape (an application may load its own copy of pg, whose Pool is another class).
+  const isPool = typeof (db as { totalCount?: unknown }).totalCount === 'number';
   const withConnection = async <T>(fn: (c: pg.ClientBase) => Promise<T>): Promise<T> => {
-    if (!isPool) return fn(db);
-    const c = await db.connect();
+    if (!isPool) return fn(db as pg.ClientBase);
+    const c = await (db as pg.Pool).connect();
     try {
       return await fn(c);
     } finally {
