@@ -1,7 +1,9 @@
 /**
  * `outbox audit verify` over a large history: wall time and events/s of the command as an auditor runs
- * it, beside same-run baselines that bound it from below (reading the same rows, and PostgreSQL hashing
- * them itself).
+ * it, verifyChain in process at several parallelisms and the previous implementation (keyset pages),
+ * beside same-run baselines that bound it from below (reading the same rows, and PostgreSQL hashing them
+ * itself). Each row also gives this process's CPU seconds (the machine is shared: wall time depends on
+ * its load, CPU time much less).
  *
  *   npx tsx bench/audit-verify.ts [--events 1000000] [--per-aggregate 10] [--runs 3]
  *
@@ -13,6 +15,8 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { verifyChain } from '../writer/verify';
+import { previousVerifyChain } from './previous-verify';
 import { benchDatabase, machine, table, withDatabase, withSearchPath, writeResult, arg } from './support';
 
 const REPO = path.resolve(__dirname, '..');
@@ -48,10 +52,31 @@ async function fill(url: string, events: number, perAggregate: number): Promise<
   }
 }
 
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; cpu: number; value: T }> {
   const t = process.hrtime.bigint();
+  const c = process.cpuUsage();
   const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - t) / 1e9, value };
+  const used = process.cpuUsage(c);
+  return { seconds: Number(process.hrtime.bigint() - t) / 1e9, cpu: (used.user + used.system) / 1e6, value };
+}
+
+/** COPY (…) TO STDOUT whose bytes are only counted: the server's side of verifyChain, and the transfer. */
+function copyBytes(c: pg.Client, text: string): Promise<number> {
+  let bytes = 0;
+  return new Promise<number>((resolve, reject) => {
+    let failed: unknown;
+    const submittable = {
+      submit: (con: { query(t: string): void }) => con.query(text),
+      handleCopyData: (msg: { chunk: Buffer }) => void (bytes += msg.chunk.length),
+      handleError: (err: unknown) => void (failed ??= err),
+      handleReadyForQuery: () => (failed === undefined ? resolve(bytes) : reject(failed as Error)),
+      handleCommandComplete: () => undefined,
+      handleRowDescription: () => undefined,
+      handleDataRow: () => undefined,
+      handleEmptyQuery: () => undefined,
+    };
+    void c.query(submittable as unknown as pg.QueryConfig);
+  });
 }
 
 async function main(): Promise<void> {
@@ -73,7 +98,14 @@ async function main(): Promise<void> {
     await c.connect();
     const n = Number((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM outbox')).rows[0]!.n);
     const rows: Array<Record<string, string | number>> = [];
-    const add = (what: string, seconds: number, note = '') => rows.push({ what, seconds: seconds.toFixed(2), 'events/s': Math.round(n / seconds), load: load(), note });
+    const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    const add = (what: string, t: { seconds: number; cpu?: number }, note = '') =>
+      rows.push({ what, seconds: t.seconds.toFixed(2), 'events/s': Math.round(n / t.seconds), 'cpu s': t.cpu === undefined ? '' : t.cpu.toFixed(2), load: load(), note });
+    const inProcess = async (what: string, fn: () => Promise<{ ok: boolean; checked: number }>) => {
+      const t = await timed(fn);
+      if (!t.value.ok || t.value.checked !== n) throw new Error(`${what}: ${JSON.stringify(t.value)}`);
+      add(what, t);
+    };
     for (let r = 0; r < runs; r++) {
       // The command itself, as a separate process (start-up included), against the plain outbox schema.
       const cli = await timed(async () =>
@@ -86,7 +118,25 @@ async function main(): Promise<void> {
       );
       const out = JSON.parse(cli.value.stdout) as { ok: boolean; checked: number; eventsPerSecond: number };
       if (!out.ok || out.checked !== n) throw new Error(`verify: ${cli.value.stdout}${cli.value.stderr}`);
-      add('outbox audit verify --no-kafka (process wall time)', cli.seconds, `prints ${out.eventsPerSecond} events/s`);
+      add('outbox audit verify --no-kafka (process wall time)', { seconds: cli.seconds }, `prints ${out.eventsPerSecond} events/s`);
+      await inProcess('verifyChain(client): one COPY stream', () => verifyChain(c));
+      for (const parallelism of [2, 4]) await inProcess(`verifyChain(pool, { parallelism: ${parallelism} })`, () => verifyChain(pool, { parallelism }));
+      await inProcess('previous verifyChain: keyset pages of 5000, text rows', () => previousVerifyChain(c));
+      // Baseline 0: the server's side of verifyChain alone (the same COPY, bytes counted, nothing hashed).
+      const copied = await timed(() =>
+        copyBytes(
+          c,
+          `COPY (SELECT o.event_id::text, o.aggregate_type, o.aggregate_id, o.aggregate_version::text, o.event_type, o.schema_version::text,
+                 CASE WHEN o.occurred_at >= '0001-01-01 00:00:00+00' AND o.occurred_at < '10000-01-01 00:00:00+00' THEN NULL
+                      ELSE to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
+                 o.actor_id, o.trace_id, o.correlation_id, o.causation_id, o.traceparent, o.payload::text, o.prev_hash, o.hash, a.version::text,
+                 CASE WHEN a.version = o.aggregate_version THEN a.last_hash END,
+                 CASE WHEN o.occurred_at >= '0001-01-01 00:00:00+00' AND o.occurred_at < '10000-01-01 00:00:00+00' THEN o.occurred_at END
+            FROM outbox o LEFT JOIN outbox_aggregates a ON a.aggregate_type = o.aggregate_type AND a.aggregate_id = o.aggregate_id
+           ORDER BY o.aggregate_type, o.aggregate_id, o.aggregate_version) TO STDOUT (FORMAT binary)`,
+        ),
+      );
+      add('baseline: the same COPY, bytes only counted (no hashing)', copied, `${Math.round(copied.value / 2 ** 20)} MiB`);
       // Baseline 1: only reading the columns verify reads (text forms formatted by SQL), in the same keyset pages of 5000.
       const read = await timed(async () => {
         let after: [string, string, string] | undefined;
@@ -104,15 +154,16 @@ async function main(): Promise<void> {
           after = [last.aggregate_type, last.aggregate_id, last.v];
         }
       });
-      add('baseline: SELECT the same rows in keyset pages of 5000', read.seconds);
+      add('baseline: SELECT the same rows in keyset pages of 5000', read);
       // Baseline 2: PostgreSQL recomputing every hash itself (no links, no transfer).
       const inDb = await timed(() =>
         c.query(`SELECT count(*) FILTER (WHERE hash <> sha256(prev_hash || outbox_canonical_encoding(event_id, aggregate_type, aggregate_id, aggregate_version,
                         event_type, schema_version, occurred_at, actor_id, trace_id, correlation_id, causation_id, traceparent, payload))) AS bad FROM outbox`),
       );
-      add('baseline: SQL recomputes every hash (one backend)', inDb.seconds);
+      add('baseline: SQL recomputes every hash (one backend)', inDb);
     }
     await c.end();
+    await pool.end();
     const result = { events: n, perAggregate, fillSeconds, machine: machine(), rows };
     process.stdout.write(`${new Date().toISOString()}  ${n} events (${perAggregate} per aggregate), filled in ${fillSeconds.toFixed(0)} s\n`);
     process.stdout.write(`${table(rows)}\n`);
