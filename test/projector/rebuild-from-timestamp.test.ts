@@ -2,10 +2,10 @@ import type { Producer } from 'kafkajs';
 import { createKafka } from '../../core/kafka';
 import { silentLogger } from '../../core/logger';
 import { liveLockKey } from '../../projector/ensure-generation';
-import { rebuildProjection, startProjector, type Projection, type RebuildResult, type RunningProjector } from '../../projector';
+import { rebuildProjection, startProjector, type RebuildResult, type RunningProjector } from '../../projector';
 import type { EventEncoder } from '../../schemas/encode-event';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { createTopic, testCatalog, testConfig, testEncoder, UserStreams, waitFor, type TestEvent } from './support';
+import { createTopic, testCatalog, testConfig, testEncoder, thingsProjection, UserStreams, waitFor, type TestEvent } from './support';
 
 // `rebuild --from-timestamp` where one partition has no event after the timestamp: the rebuild still
 // finishes (that partition's shadow checkpoint starts at the timestamp's offset - 1), and the live
@@ -43,19 +43,7 @@ test('rebuild from a timestamp with a partition quiet since then finishes, and l
   let n = 0;
   const registrations = (count: number): TestEvent[] => Array.from({ length: count }, () => streams.event(`u${n++}`, 'UserRegistered', 1, { email: 'x@x', name: 'x' }));
 
-  const things: Projection = {
-    name: 'things',
-    topics: [topic],
-    tables: ['things'],
-    createTables: async (client, s) => {
-      await client.query(`CREATE TABLE ${s}.things (id text PRIMARY KEY)`);
-    },
-    handlers: {
-      UserRegistered: async (e, ctx) => {
-        await ctx.client.query(`INSERT INTO ${ctx.table('things')} (id) VALUES ($1)`, [e.event.aggregateId]);
-      },
-    },
-  };
+  const things = thingsProjection(topic);
   const count = async (): Promise<number> => (await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM things')).rows[0]!.n;
 
   // Before the timestamp: both partitions. After it: partition 0 only.

@@ -1,9 +1,9 @@
 import pg from 'pg';
 import { silentLogger } from '../../core/logger';
-import { rebuildProjection, type Projection } from '../../projector';
+import { rebuildProjection } from '../../projector';
 import { asRole, grantProjectorDatabase, ROLES } from '../faults/support';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { projectorFixture } from './support';
+import { projectorFixture, thingsProjection } from './support';
 
 // A rebuild run under another role than the projector's would create the new generation's tables owned
 // by that role: once swapped in, the projector could no longer write them, and the projector schema's
@@ -17,19 +17,7 @@ test('a rebuild under another role than the owner of the live generation is refu
   const { config, topic, catalog, streams, produce } = await projectorFixture(db.url, logger);
   await produce(['a', 'b'].map((id) => streams.event(id, 'UserRegistered', 1, { email: 'x@x', name: id })));
   await grantProjectorDatabase(db.url);
-  const things: Projection = {
-    name: 'things',
-    topics: [topic],
-    tables: ['things'],
-    createTables: async (client, s) => {
-      await client.query(`CREATE TABLE ${s}.things (id text PRIMARY KEY)`);
-    },
-    handlers: {
-      UserRegistered: async (e, ctx) => {
-        await ctx.client.query(`INSERT INTO ${ctx.table('things')} (id) VALUES ($1)`, [e.event.aggregateId]);
-      },
-    },
-  };
+  const things = thingsProjection(topic);
   const asProjector = new pg.Pool({ connectionString: asRole(db.url, ROLES.projector), max: 4 });
   try {
     const options = { config, logger, projection: things, catalog, sessionTimeoutMs: 6000, timeoutMs: 60_000 };

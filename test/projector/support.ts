@@ -6,6 +6,7 @@ import type { Logger } from '../../core/logger';
 import { loadCatalog, type SchemaCatalog } from '../../schemas/catalog';
 import { createEventEncoder, type EventEncoder, type OutboxEventForEncoding } from '../../schemas/encode-event';
 import { canonicalJsonb, computeHash, ZERO_HASH } from '../../event';
+import type { Projection } from '../../projector';
 import { uniqueName } from '../support/isolation';
 
 /** Test configuration for a per-file database. */
@@ -208,5 +209,22 @@ export async function projectorFixture(databaseUrl: string, logger: Logger, opti
     encoder,
     streams: new UserStreams(),
     produce: (events, producerConfig) => produceWith(kafka, encoder, topic, events, producerConfig),
+  };
+}
+
+/** The smallest projection: table `things` holds the aggregate id of every UserRegistered of `topic`. */
+export function thingsProjection(topic: string): Projection {
+  return {
+    name: 'things',
+    topics: [topic],
+    tables: ['things'],
+    createTables: async (client, s) => {
+      await client.query(`CREATE TABLE ${s}.things (id text PRIMARY KEY)`);
+    },
+    handlers: {
+      UserRegistered: async (e, ctx) => {
+        await ctx.client.query(`INSERT INTO ${ctx.table('things')} (id) VALUES ($1)`, [e.event.aggregateId]);
+      },
+    },
   };
 }

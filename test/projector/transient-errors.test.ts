@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { silentLogger } from '../../core/logger';
-import { startProjector, type Projection, type RunningProjector } from '../../projector';
+import { startProjector, type RunningProjector } from '../../projector';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { projectorFixture, waitFor } from './support';
+import { projectorFixture, thingsProjection, waitFor } from './support';
 
 // A lock the projector cannot get within its lock_timeout (SQLSTATE 55P03) is PostgreSQL being busy,
 // not a bad event: the batch is retried until the lock is free, nothing is dead-lettered.
@@ -19,19 +19,7 @@ afterAll(async () => {
 test('a lock timeout while applying is retried: every event reaches the read model, none is dead-lettered', async () => {
   const { config, kafka, topic, catalog, streams, produce } = await projectorFixture(db.url, logger);
 
-  const things: Projection = {
-    name: 'things',
-    topics: [topic],
-    tables: ['things'],
-    createTables: async (client, s) => {
-      await client.query(`CREATE TABLE ${s}.things (id text PRIMARY KEY)`);
-    },
-    handlers: {
-      UserRegistered: async (e, ctx) => {
-        await ctx.client.query(`INSERT INTO ${ctx.table('things')} (id) VALUES ($1)`, [e.event.aggregateId]);
-      },
-    },
-  };
+  const things = thingsProjection(topic);
   projectorPool = new pg.Pool({ connectionString: db.url, max: 4, options: '-c lock_timeout=300' });
   projectorPool.on('error', () => undefined);
   projector = await startProjector({ config, logger, pool: projectorPool, catalog, projections: [things], groupIdPrefix: uniqueName('g'), sessionTimeoutMs: 6000 });
