@@ -31,6 +31,12 @@ export interface ShardChurnOptions {
    * (for handover times); otherwise any running instance is killed on time, joined or not.
    */
   joinBeforeKill?: boolean;
+  /**
+   * Events written once the churn has stopped and the instances left running share the shards again
+   * (default 640), so each of them publishes: an instance added late in the churn, on a loaded machine,
+   * may join only after the main workload has been delivered.
+   */
+  tail?: number;
 }
 
 export interface ShardChurnResult {
@@ -49,6 +55,12 @@ export interface ShardChurnResult {
   /** Per kill, who took the dead instance's shards when (from the survivors' logs), for the output. */
   handoverDetails: string[];
   instancesStarted: number;
+  /** The instances running at the end, which shared the shards when the tail was written. */
+  finalInstances: string[];
+  /** The instances that published once the tail was being written. */
+  tailPublishers: string[];
+  /** The events written in all (`total` and the tail). */
+  written: number;
   /** Progress marks, for the output. */
   phases: string[];
 }
@@ -150,6 +162,10 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   await Promise.all(running.map((r) => r.waitFor(/relay started/, 60_000)));
   await waitFor(`${running.length} instances sharing the 32 shards again`, () => allOwned(running.length));
   phase('all owned');
+  const tail = options.tail ?? 640;
+  const tailStart = Date.now();
+  const tailWritten = await writeWorkload(db.pool, { writers: 4, total: tail, aggregates: 300, perTx: 4, aggregatePrefix: 'u' });
+  phase('tail written');
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn' });
   const report = await checkDelivery(db.pool, createKafka(relayConfig(db.url, topic).kafka, logger), [topic], { timeoutMs: 90_000, where: `id > ${since}` });
   phase('checked');
@@ -177,6 +193,9 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
     handoverSteps,
     handoverDetails,
     instancesStarted: started,
+    finalInstances: running.map((c) => instanceOf.get(c)!),
+    tailPublishers: [...new Set(publications.filter((p) => p.start >= tailStart).map((p) => p.instance))].sort(),
+    written: options.total + tailWritten,
     phases,
   };
 }
