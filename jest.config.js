@@ -15,6 +15,7 @@ const UNIT_TESTS = [
   'test/schemas/catalog.test.ts',
   'test/cli/render-progress.test.ts',
   'test/cli/relay-metrics.test.ts',
+  'test/cli/state-diff.test.ts',
   'test/relay/sharded-sink.test.ts',
   'test/console/render.test.ts',
   'test/relay/shard-plan.test.ts',

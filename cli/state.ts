@@ -7,9 +7,13 @@ export interface StatePair {
   state_after: Record<string, unknown> | null;
 }
 
+/** The states of a history, or why there are none (one line, for the operator). */
+export type StateHistory = { ok: true; states: StatePair[] } | { ok: false; reason: string };
+
 /**
  * State before and after each event of an aggregate, folded with the projector's reducer of that
- * aggregate type (projector/load-aggregate `foldAggregate`). Undefined when the type has no reducer.
+ * aggregate type (projector/load-aggregate `foldAggregate`). Not ok when the type has no reducer or
+ * the reducer throws on an event: the history is then shown without states.
  */
 export function stateHistory(args: {
   logger: Logger;
@@ -17,7 +21,11 @@ export function stateHistory(args: {
   reducers: AggregateReducer[];
   aggregateType: string;
   events: Array<{ event_id: string; aggregate_id: string; event_type: string; payload: Record<string, unknown>; aggregate_version: number; occurred_at: Date }>;
-}): StatePair[] | undefined {
+}): StateHistory {
+  if (!args.reducers.some((r) => r.aggregateType === args.aggregateType)) {
+    const known = args.reducers.map((r) => r.aggregateType);
+    return { ok: false, reason: `no reducer for aggregate type "${args.aggregateType}" (reducers: ${known.length > 0 ? known.join(', ') : 'none'})` };
+  }
   const out: StatePair[] = [];
   let state: Record<string, unknown> | null = null;
   for (const e of args.events) {
@@ -26,11 +34,12 @@ export function stateHistory(args: {
       after = foldAggregate(args.aggregateType, state, e, args.reducers);
     } catch (err) {
       args.logger.debug({ err, eventId: e.event_id }, 'state could not be folded; history shown without state');
-      return undefined;
+      const message = err instanceof Error ? err.message : String(err);
+      return { ok: false, reason: `the reducer of "${args.aggregateType}" failed at version ${e.aggregate_version}: ${message}` };
     }
-    if (after === undefined) return undefined;
+    if (after === undefined) return { ok: false, reason: `no reducer for aggregate type "${args.aggregateType}"` };
     out.push({ state_before: state, state_after: after });
     state = after;
   }
-  return out;
+  return { ok: true, states: out };
 }

@@ -6,45 +6,68 @@ import { isOutboxError, OutboxError } from '../../core/errors';
 import { createKafka } from '../../core/kafka';
 import { sleep } from '../../core/retry';
 import { requireKafka, withClient, withPool } from '../connections';
-import { formatCsv, onStopSignal, parseAggregateRef, parseTime, UsageError, type Command, type CommandGroup } from '../framework';
-import { stateHistory } from '../state';
-import { readHistory } from '../../writer/read-history';
+import { formatCsv, formatTable, onStopSignal, parseAggregateRef, parseTime, UsageError, type Command, type CommandGroup } from '../framework';
+import { stateHistory, type StateHistory } from '../state';
+import { diffFields, formatChange, showValue, stateWithProvenance, type FieldChange, type FoldedEvent } from '../state-diff';
+import { readHistory, type HistoryEvent } from '../../writer/read-history';
 import { verifyChain } from '../../writer/verify';
 
 const history: Command = {
   name: 'audit history',
-  summary: 'Who changed an aggregate, when, from which request: every event with actor, trace and correlation ids',
-  description:
-    'Reads the permanent history in the outbox table. With --at, only events that occurred at or before that\ntime (and the state as of then). State before/after is shown where the projector can fold the aggregate.',
+  summary: 'Who changed an aggregate, when, from which request; the state as of a time, each field with the event that set it',
+  description: [
+    'Reads the permanent history in the outbox table: every event with actor, trace, correlation and causation ids.',
+    "Where the domain has a reducer for the aggregate type, the states are folded with it: each event's state",
+    'before/after, and after the events the state as of --at (or now), each top-level field with the event that',
+    'last changed its value (version, type, time, actor). A field an event removed is not in the state; it is',
+    'listed under "removed" with that event. --diff shows, per event, only the fields it changed',
+    '(field: before → after, "(none)" for an added or removed side) instead of the whole states.',
+    'Without a reducer, one line says why and the events are shown without state.',
+    'JSON: each event also has `changes` [{field, kind, before, after}], and `asOf`',
+    '{at, version, state, fields, removed} (null without a reducer, `stateUnavailable` then says why).',
+    'CSV: the event table only (with --diff a CHANGES column, JSON, replaces STATE_BEFORE/STATE_AFTER).',
+  ].join('\n'),
   positionals: [{ name: 'aggregate', description: '<aggregate_type>/<id>, e.g. invoice/42', required: true }],
   flags: {
-    at: { type: 'string', placeholder: 'time', description: 'History as of this time (ISO 8601, e.g. 2025-01-31T12:00:00Z)' },
+    at: { type: 'string', placeholder: 'time', description: 'Events at or before this time, and the state as of then (ISO 8601, e.g. 2025-01-31T12:00:00Z)' },
+    diff: { type: 'boolean', description: 'Per event, only the fields it changed (before → after) instead of the whole states' },
     format: { type: 'string', placeholder: 'format', description: 'Output format', choices: ['table', 'json', 'csv'], default: 'table' },
   },
   needs: { database: true },
   async run({ config, logger, flags, positionals, json, out, domain: loadDomain }) {
     const ref = parseAggregateRef(positionals[0]!, '<aggregate>');
     // The domain's reducers fold the states; without schemas or a config module the history has no states.
-    const reducers = await loadDomain().then(
-      (d) => d.reducers,
+    const domain = await loadDomain().then(
+      (d) => ({ ok: true as const, reducers: d.reducers }),
       (err: unknown) => {
         logger.debug({ err }, 'no domain: history shown without state');
-        return [];
+        return { ok: false as const, reason: `no domain loaded (${err instanceof Error ? err.message : String(err)})` };
       },
     );
     const at = typeof flags.at === 'string' ? parseTime('at', flags.at) : undefined;
+    const diff = flags.diff === true;
     const format = json ? 'json' : String(flags.format);
-    const events = await withPool(config, logger, async (pool) => {
-      const evs = await readHistory(pool, { schema: config.schema, aggregateType: ref.type, aggregateId: ref.id, ...(at ? { at } : {}) });
-      const states = stateHistory({ logger, reducers, aggregateType: ref.type, events: evs });
-      if (states) evs.forEach((e, i) => Object.assign(e, states[i]));
-      return evs;
+    const { events, folded } = await withPool(config, logger, async (pool) => {
+      const evs: Array<HistoryEvent & { changes?: FieldChange[] }> = await readHistory(pool, {
+        schema: config.schema,
+        aggregateType: ref.type,
+        aggregateId: ref.id,
+        ...(at ? { at } : {}),
+      });
+      const states: StateHistory = domain.ok ? stateHistory({ logger, reducers: domain.reducers, aggregateType: ref.type, events: evs }) : domain;
+      if (states.ok) evs.forEach((e, i) => Object.assign(e, states.states[i], { changes: diffFields(states.states[i]?.state_before, states.states[i]?.state_after) }));
+      return { events: evs, folded: states };
     });
     if (events.length === 0) {
       throw new OutboxError('NOT_FOUND', `no events for ${ref.type}/${ref.id}${at ? ` at or before ${at.toISOString()}` : ''} in schema "${config.schema}"`);
     }
-    if (format === 'json') return out.json({ aggregate: `${ref.type}/${ref.id}`, at: at?.toISOString() ?? null, events });
-    const headers = ['VERSION', 'OCCURRED_AT', 'EVENT', 'ACTOR', 'TRACE_ID', 'CORRELATION_ID', 'CAUSATION_ID', 'EVENT_ID', 'PAYLOAD', 'STATE_BEFORE', 'STATE_AFTER'];
+    const current = folded.ok ? stateWithProvenance(events as FoldedEvent[]) : undefined;
+    const asOf = current ? { at: at?.toISOString() ?? null, ...current } : null;
+    if (format === 'json') {
+      return out.json({ aggregate: `${ref.type}/${ref.id}`, at: at?.toISOString() ?? null, events, asOf, ...(folded.ok ? {} : { stateUnavailable: folded.reason }) });
+    }
+    const stateHeaders = diff ? ['CHANGES'] : ['STATE_BEFORE', 'STATE_AFTER'];
+    const headers = ['VERSION', 'OCCURRED_AT', 'EVENT', 'ACTOR', 'TRACE_ID', 'CORRELATION_ID', 'CAUSATION_ID', 'EVENT_ID', 'PAYLOAD', ...stateHeaders];
     const rows = events.map((e) => [
       e.aggregate_version,
       e.occurred_at.toISOString(),
@@ -55,11 +78,13 @@ const history: Command = {
       e.causation_id,
       e.event_id,
       JSON.stringify(e.payload),
-      e.state_before === undefined ? null : JSON.stringify(e.state_before),
-      e.state_after === undefined ? null : JSON.stringify(e.state_after),
+      ...(diff
+        ? [e.changes === undefined ? null : JSON.stringify(e.changes)]
+        : [e.state_before === undefined ? null : JSON.stringify(e.state_before), e.state_after === undefined ? null : JSON.stringify(e.state_after)]),
     ]);
     if (format === 'csv') return out.line(formatCsv(headers, rows));
     out.line(`${ref.type}/${ref.id}: ${events.length} event(s)${at ? ` as of ${at.toISOString()}` : ''}`);
+    if (!folded.ok) out.line(`no state: ${folded.reason}; events shown without state`);
     for (const e of events) {
       out.line('');
       out.line(`v${e.aggregate_version}  ${e.occurred_at.toISOString()}  ${e.event_type} (schema v${e.schema_version})`);
@@ -69,9 +94,30 @@ const history: Command = {
       out.line(`  causation    ${e.causation_id ?? '-'}`);
       out.line(`  event_id     ${e.event_id}`);
       out.line(`  payload      ${JSON.stringify(e.payload)}`);
-      if (e.state_before !== undefined) out.line(`  before       ${JSON.stringify(e.state_before)}`);
-      if (e.state_after !== undefined) out.line(`  after        ${JSON.stringify(e.state_after)}`);
+      if (diff && e.changes !== undefined) {
+        const lines = e.changes.length > 0 ? e.changes.map(formatChange) : ['(no field changed)'];
+        lines.forEach((l, i) => out.line(`${i === 0 ? '  changes      ' : '               '}${l}`));
+      } else {
+        if (e.state_before !== undefined) out.line(`  before       ${JSON.stringify(e.state_before)}`);
+        if (e.state_after !== undefined) out.line(`  after        ${JSON.stringify(e.state_after)}`);
+      }
       out.line(`  hash         ${e.hash.slice(0, 16)}… (prev ${e.prev_hash.slice(0, 16)}…)`);
+    }
+    if (!asOf) return;
+    out.line('');
+    out.line(`${at ? `State as of ${at.toISOString()}` : 'Current state'} (version ${asOf.version}), each field with the event that last changed it:`);
+    const fieldRows = Object.entries(asOf.fields).map(([name, f]) => [name, showValue(f.value), f.version, f.eventType, f.occurredAt, f.actorId]);
+    out.line(fieldRows.length > 0 ? formatTable(['FIELD', 'VALUE', 'VERSION', 'EVENT', 'OCCURRED_AT', 'ACTOR'], fieldRows) : '(no fields: the state is empty)');
+    const removed = Object.entries(asOf.removed);
+    if (removed.length > 0) {
+      out.line('');
+      out.line('Removed fields (not in the state), each with the event that removed it:');
+      out.line(
+        formatTable(
+          ['FIELD', 'LAST_VALUE', 'VERSION', 'EVENT', 'OCCURRED_AT', 'ACTOR'],
+          removed.map(([name, f]) => [name, showValue(f.lastValue), f.version, f.eventType, f.occurredAt, f.actorId]),
+        ),
+      );
     }
   },
 };
