@@ -130,6 +130,31 @@ export function stateWithProvenance(events: FoldedEvent[]): StateWithProvenance 
   return { version: last.aggregate_version, state: last.state_after, fields, removed: Object.fromEntries(removed) };
 }
 
+/** The events of a history as of a time (see `historyAsOf`). */
+export interface HistoryAsOf<E> {
+  /** The events that occurred at or before the time, in version order (all of them without a time). */
+  shown: E[];
+  /** The longest run of versions from the first whose events all occurred at or before the time: the state as of then is theirs. */
+  folded: E[];
+  /**
+   * Events that occurred at or before the time but follow an event that occurred after it (occurred_at
+   * is not monotonic in the version: a transaction's now() is its start, and an application may set
+   * occurredAt). They are shown, but not in the state as of then: folding them without the event
+   * before them would give a state that never existed.
+   */
+  outOfOrder: E[];
+}
+
+/** Splits a history (in version order) at a time: which events to show, which make up the state as of then. */
+export function historyAsOf<E extends { occurred_at: Date }>(events: E[], at: Date | undefined): HistoryAsOf<E> {
+  if (!at) return { shown: events, folded: events, outOfOrder: [] };
+  const t = at.getTime();
+  const shown = events.filter((e) => e.occurred_at.getTime() <= t);
+  const firstLater = events.findIndex((e) => e.occurred_at.getTime() > t);
+  const folded = firstLater < 0 ? events : events.slice(0, firstLater);
+  return { shown, folded, outOfOrder: shown.slice(folded.length) };
+}
+
 /** A value as the table shows it: JSON (strings quoted), so that "(none)" cannot be mistaken for one. */
 export function showValue(value: unknown): string {
   const s = JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));

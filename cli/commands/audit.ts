@@ -8,7 +8,7 @@ import { sleep } from '../../core/retry';
 import { requireKafka, withClient, withPool } from '../connections';
 import { formatCsv, formatTable, onStopSignal, parseAggregateRef, parseTime, UsageError, type Command, type CommandGroup } from '../framework';
 import { stateHistory, type StateHistory } from '../state';
-import { diffFields, formatChange, showValue, stateWithProvenance, type FieldChange, type FoldedEvent } from '../state-diff';
+import { diffFields, formatChange, historyAsOf, showValue, stateWithProvenance, type FieldChange, type FoldedEvent } from '../state-diff';
 import { readHistory, type HistoryEvent } from '../../writer/read-history';
 import { verifyChain } from '../../writer/verify';
 
@@ -47,22 +47,30 @@ const history: Command = {
     const at = typeof flags.at === 'string' ? parseTime('at', flags.at) : undefined;
     const diff = flags.diff === true;
     const format = json ? 'json' : String(flags.format);
-    const { events, folded } = await withPool(config, logger, async (pool) => {
-      const evs: Array<HistoryEvent & { changes?: FieldChange[] }> = await readHistory(pool, {
-        schema: config.schema,
-        aggregateType: ref.type,
-        aggregateId: ref.id,
-        ...(at ? { at } : {}),
-      });
-      const states: StateHistory = domain.ok ? stateHistory({ logger, reducers: domain.reducers, aggregateType: ref.type, events: evs }) : domain;
-      if (states.ok) evs.forEach((e, i) => Object.assign(e, states.states[i], { changes: diffFields(states.states[i]?.state_before, states.states[i]?.state_after) }));
-      return { events: evs, folded: states };
-    });
+    // The whole history is read, --at selects from it, and the states are folded up to the last event shown:
+    // each event shown keeps its real states even where occurred_at is not monotonic in the version (historyAsOf).
+    const all: Array<HistoryEvent & { changes?: FieldChange[] }> = await withPool(config, logger, (pool) =>
+      readHistory(pool, { schema: config.schema, aggregateType: ref.type, aggregateId: ref.id }),
+    );
+    const { shown: events, folded: prefix, outOfOrder } = historyAsOf(all, at);
     if (events.length === 0) {
       throw new OutboxError('NOT_FOUND', `no events for ${ref.type}/${ref.id}${at ? ` at or before ${at.toISOString()}` : ''} in schema "${config.schema}"`);
     }
-    const current = folded.ok ? stateWithProvenance(events as FoldedEvent[]) : undefined;
-    const asOf = current ? { at: at?.toISOString() ?? null, ...current } : null;
+    const toFold = all.slice(0, all.indexOf(events[events.length - 1]!) + 1);
+    const folded: StateHistory = domain.ok ? stateHistory({ logger, reducers: domain.reducers, aggregateType: ref.type, events: toFold }) : domain;
+    if (folded.ok) {
+      toFold.forEach((e, i) => {
+        const pair = folded.states[i]!;
+        Object.assign(e, pair, { changes: diffFields(pair.state_before, pair.state_after) });
+      });
+    }
+    const asOf = folded.ok
+      ? {
+          at: at?.toISOString() ?? null,
+          ...(stateWithProvenance(prefix as FoldedEvent[]) ?? { version: 0, state: null, fields: {}, removed: {} }),
+          outOfOrder: outOfOrder.map((e) => e.aggregate_version),
+        }
+      : null;
     if (format === 'json') {
       return out.json({ aggregate: `${ref.type}/${ref.id}`, at: at?.toISOString() ?? null, events, asOf, ...(folded.ok ? {} : { stateUnavailable: folded.reason }) });
     }
@@ -105,7 +113,19 @@ const history: Command = {
     }
     if (!asOf) return;
     out.line('');
-    out.line(`${at ? `State as of ${at.toISOString()}` : 'Current state'} (version ${asOf.version}), each field with the event that last changed it:`);
+    if (outOfOrder.length > 0) {
+      const later = all[prefix.length]!;
+      out.line(
+        `note: version(s) ${outOfOrder.map((e) => e.aggregate_version).join(', ')} occurred at or before ${at!.toISOString()} but follow version ` +
+          `${later.aggregate_version}, which occurred after it (${later.occurred_at.toISOString()}): not in the state below`,
+      );
+    }
+    out.line(
+      asOf.version === 0
+        ? `State as of ${at!.toISOString()}: none (version ${all[0]!.aggregate_version}, the first, occurred after it)`
+        : `${at ? `State as of ${at.toISOString()}` : 'Current state'} (version ${asOf.version}), each field with the event that last changed it:`,
+    );
+    if (asOf.version === 0) return;
     const fieldRows = Object.entries(asOf.fields).map(([name, f]) => [name, showValue(f.value), f.version, f.eventType, f.occurredAt, f.actorId]);
     out.line(fieldRows.length > 0 ? formatTable(['FIELD', 'VALUE', 'VERSION', 'EVENT', 'OCCURRED_AT', 'ACTOR'], fieldRows) : '(no fields: the state is empty)');
     const removed = Object.entries(asOf.removed);

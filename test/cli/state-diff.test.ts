@@ -1,4 +1,4 @@
-import { diffFields, formatChange, stateFields, stateWithProvenance, WHOLE_STATE, type FoldedEvent } from '../../cli/state-diff';
+import { diffFields, formatChange, historyAsOf, stateFields, stateWithProvenance, WHOLE_STATE, type FoldedEvent } from '../../cli/state-diff';
 
 // Pure logic of `outbox audit history --diff` and of the state with provenance: per-field diffs of two
 // folded states (deep equality), and which event last changed each field.
@@ -95,4 +95,21 @@ test('a removed field leaves the state and is listed with the event that removed
   const deleted = stateWithProvenance([ev(1, 'Created', null, s1), ev(2, 'Deleted', s1, null)])!;
   expect(deleted).toMatchObject({ version: 2, state: null, fields: {} });
   expect(Object.keys(deleted.removed)).toEqual(['a', 'note']);
+});
+
+test('historyAsOf: events shown at a time, and the run of versions whose fold is the state as of then', () => {
+  const e = (version: number, day: number) => ({ aggregate_version: version, occurred_at: new Date(Date.UTC(2025, 0, day)) });
+  const history = [e(1, 1), e(2, 5), e(3, 3), e(4, 2), e(5, 9)];
+  expect(historyAsOf(history, undefined)).toEqual({ shown: history, folded: history, outOfOrder: [] });
+  // Versions 3 and 4 occurred before the 4th, but after version 2, which occurred after it.
+  const at4 = historyAsOf(history, new Date(Date.UTC(2025, 0, 4)));
+  expect(at4.shown.map((x) => x.aggregate_version)).toEqual([1, 3, 4]);
+  expect(at4.folded.map((x) => x.aggregate_version)).toEqual([1]);
+  expect(at4.outOfOrder.map((x) => x.aggregate_version)).toEqual([3, 4]);
+  // At or before: an event at exactly the time is in.
+  const at5 = historyAsOf(history, new Date(Date.UTC(2025, 0, 5)));
+  expect({ shown: at5.shown.length, folded: at5.folded.length, outOfOrder: at5.outOfOrder.length }).toEqual({ shown: 4, folded: 4, outOfOrder: 0 });
+  const before = historyAsOf([e(1, 5), e(2, 1)], new Date(Date.UTC(2025, 0, 2)));
+  expect({ shown: before.shown.length, folded: before.folded.length, outOfOrder: before.outOfOrder.length }).toEqual({ shown: 1, folded: 0, outOfOrder: 1 });
+  expect(historyAsOf([e(1, 5)], new Date(Date.UTC(2025, 0, 2))).shown).toEqual([]);
 });
