@@ -22,10 +22,12 @@ const history: Command = {
     'last changed its value (version, type, time, actor). A field an event removed is not in the state; it is',
     'listed under "removed" with that event. --diff shows, per event, only the fields it changed',
     '(field: before → after, "(none)" for an added or removed side) instead of the whole states.',
+    'An event that occurred before --at but follows one that occurred after it is shown, not folded (a note says so).',
     'Without a reducer, one line says why and the events are shown without state.',
     'JSON: each event also has `changes` [{field, kind, before, after}], and `asOf`',
-    '{at, version, state, fields, removed} (null without a reducer, `stateUnavailable` then says why).',
+    '{at, version, state, fields, removed, outOfOrder} (null without a reducer, `stateUnavailable` then says why).',
     'CSV: the event table only (with --diff a CHANGES column, JSON, replaces STATE_BEFORE/STATE_AFTER).',
+    'See docs/audit.md "Point in time".',
   ].join('\n'),
   positionals: [{ name: 'aggregate', description: '<aggregate_type>/<id>, e.g. invoice/42', required: true }],
   flags: {
