@@ -181,7 +181,10 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
       );
     return `${k.instance} killed, owned again after ${handoversMs[i]} ms: ${parts.join('; ') || 'no take logged'}`;
   });
-  const handoverSteps = kills.map((k, i) => handoverStepsOf(k, handoversMs[i]!, takes, publications));
+  // A kill late in the churn may find its shards with nothing pending until the tail is written: their
+  // publications of the tail say when the tail was written, not how long the handover took.
+  const beforeTail = publications.filter((p) => p.start < tailStart);
+  const handoverSteps = kills.map((k, i) => handoverStepsOf(k, handoversMs[i]!, takes, beforeTail));
   handoverSteps.forEach((h, i) => {
     handoverDetails[i] += ` | last shard locked +${h.locked} ready +${h.ready} first publish +${h.published ?? '-'} acked +${h.acked ?? '-'}`;
   });
