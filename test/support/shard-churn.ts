@@ -216,7 +216,9 @@ function handoverStepsOf(
   };
   const perShard = kill.shards.map((s) => {
     // Its first take after the kill (the takes are listed instance by instance, not in time order).
-    const take = takes.filter((t) => t.lockedAt >= kill.at && t.shards.includes(s)).sort((a, b) => a.lockedAt - b.lockedAt)[0];
+    // (Only takes within the handover seen in the lock table: a taker killed right after may have lost its
+    // log line, and a later kill's take of the same shard is not this handover.)
+    const take = takes.filter((t) => t.lockedAt >= kill.at && t.lockedAt <= kill.at + ownedAfterMs + 1000 && t.shards.includes(s)).sort((a, b) => a.lockedAt - b.lockedAt)[0];
     const first = publications.filter((p) => p.instance !== kill.instance && p.start >= kill.at && p.shards.includes(s)).sort((a, b) => a.start - b.start)[0];
     return {
       locked: take ? take.lockedAt - kill.at : ownedAfterMs,
