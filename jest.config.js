@@ -19,6 +19,7 @@ const UNIT_TESTS = [
   'test/relay/sharded-sink.test.ts',
   'test/console/render.test.ts',
   'test/relay/shard-plan.test.ts',
+  'test/relay/pipeline-order.test.ts',
 ];
 
 const common = {

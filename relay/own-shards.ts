@@ -83,6 +83,9 @@ export class ShardOwnership {
   private rebalancing: Promise<void> | null = null;
   private lastOwned = -1;
 
+  /** A verify moves shards being handed over out of the claims: the claim waits for it. */
+  readonly verifyShapesClaim = true;
+
   constructor(private readonly options: ShardOwnershipOptions) {}
 
   get isLeader(): boolean {

@@ -10,7 +10,7 @@ import type { LeadershipPort, RelayObserver } from './relay-ports';
 import { step } from './relay-step';
 
 export interface PipelineOptions {
-  leadership: Pick<LeadershipPort, 'verify'>;
+  leadership: Pick<LeadershipPort, 'verify' | 'verifyShapesClaim'>;
   queue: DeliveryQueue;
   encoder: EventEncoderPort;
   sink: Sink;
@@ -117,13 +117,22 @@ export class DeliveryPipeline {
     return outcome.refused.length > 0 ? await this.prepare([]) : (settled[1] as PromiseFulfilledResult<Prepared>).value;
   }
 
-  /** Confirm leadership, claim the oldest pending events (except those in flight), encode them, park the poison. */
+  /**
+   * Confirm leadership and claim the oldest pending events (except those in flight), at once unless the
+   * check decides what may be claimed; encode them, park the poison.
+   */
   private async prepare(inFlight: string[]): Promise<Prepared> {
     const { leadership, queue, encoder, settings, log } = this.options;
-    await step('leadership', () => leadership.verify());
+    const verifying = step('leadership', () => leadership.verify());
+    if (leadership.verifyShapesClaim) await verifying;
     const claimStarted = Date.now();
-    const { events: batch, full } = await step('claim', () => queue.claim(inFlight));
-    const claimMs = Date.now() - claimStarted;
+    let claimMs = 0;
+    const claiming = step('claim', () => queue.claim(inFlight)).finally(() => (claimMs = Date.now() - claimStarted));
+    // The check before the claim is answered first: a relay that is no longer leader publishes nothing it claimed.
+    const [verified, claimed] = await Promise.allSettled([verifying, claiming]);
+    if (verified.status === 'rejected') throw verified.reason;
+    if (claimed.status === 'rejected') throw claimed.reason;
+    const { events: batch, full } = claimed.value;
     if (queue.analysisDue({ ms: claimMs, full })) {
       log.info({ claimMs }, 'slow claim of a full batch: refreshing the delivery queue statistics');
       await step('claim', () => queue.analyze());

@@ -19,5 +19,11 @@ export interface LeadershipPort {
   tryAcquire(): Promise<boolean>;
   /** Throws OutboxError('FENCED') when this instance no longer holds leadership. */
   verify(): Promise<void>;
+  /**
+   * `verify` decides what the next claim may take (a sharded relay's handover: the shards it claims
+   * from change at a verify), so the claim must wait for it. Otherwise (one leader, whose claim is the
+   * whole queue) the check and the claim, a read, run at once, and a failed check discards the claim.
+   */
+  readonly verifyShapesClaim?: boolean;
   release(): Promise<void>;
 }
