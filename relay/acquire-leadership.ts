@@ -31,9 +31,9 @@ export interface LeadershipOptions {
  * the lock with it, and a standby polling `pg_try_advisory_lock` takes over. The same connection
  * LISTENs for the insert trigger's NOTIFY, a latency hint that wakes the publishing loop early.
  *
- * Holding the lock is not a local flag: the leader calls `verify()` before each claim, which asks
- * PostgreSQL, on the lock's own session and within `checkTimeoutMs`, whether that session still holds
- * it. A connection that went silent (a network partition, a terminated backend whose goodbye never
+ * Holding the lock is not a local flag: the leader calls `verify()` with each claim (at once; nothing
+ * claimed is published before it answers), which asks PostgreSQL, on the lock's own session and within
+ * `checkTimeoutMs`, whether that session still holds it. A connection that went silent (a network partition, a terminated backend whose goodbye never
  * arrived) fails the check and the leader steps down. Between a check and the publication a leader can
  * still lose the lock: the Kafka side fences that case (kafka-sink.ts, transactional producer).
  *
