@@ -4,6 +4,7 @@ import { errorMessage, OutboxError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { ident } from '../core/pg';
 import { redact } from '../core/redact';
+import { settleWithin } from '../core/wait';
 import { openLockConnection } from './lock-connection';
 import { formatShards, planShards } from './shard-plan';
 
@@ -192,9 +193,7 @@ export class ShardOwnership {
     this.reportOwned();
     if (dropped.length > 0) await this.options.onReleased?.(dropped).catch(() => undefined);
     if (!client) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([client.end().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)))]);
-    clearTimeout(timer);
+    await settleWithin(client.end(), 1000);
     socket?.destroy();
   }
 
