@@ -30,6 +30,20 @@ export interface ClaimOptions {
 }
 
 /**
+ * The predicate of a pending delivery `d` (of the schema `s`, quoted): not delivered, not parked, not
+ * being sent ($2, the ids in flight), and its aggregate has no parked event (held back entirely until the
+ * parked event is retried or skipped, so the aggregate's order holds).
+ */
+function pendingDelivery(s: string): string {
+  return `d.delivered_at IS NULL
+          AND d.parked_at IS NULL
+          AND d.id <> ALL($2::bigint[])
+          AND NOT EXISTS (SELECT 1 FROM ${s}.outbox_delivery p
+                           WHERE p.aggregate_type = d.aggregate_type AND p.aggregate_id = d.aggregate_id
+                             AND p.parked_at IS NOT NULL AND p.delivered_at IS NULL)`;
+}
+
+/**
  * The next events to publish, oldest first, from the delivery queue (no cursor: a row is pending until
  * the relay marks it delivered, so a transaction that commits late is simply picked up when it becomes
  * visible). Within one aggregate ids follow version order (the insert trigger assigns both under the
@@ -58,12 +72,7 @@ export async function claimPending(db: pg.ClientBase | pg.Pool, options: ClaimOp
   const { rows } = await db.query<StoredEventRow & { considered: string }>(
     `WITH pending AS MATERIALIZED (
        SELECT d.id FROM ${s}.outbox_delivery d
-        WHERE d.delivered_at IS NULL
-          AND d.parked_at IS NULL
-          AND d.id <> ALL($2::bigint[])
-          AND NOT EXISTS (SELECT 1 FROM ${s}.outbox_delivery p
-                           WHERE p.aggregate_type = d.aggregate_type AND p.aggregate_id = d.aggregate_id
-                             AND p.parked_at IS NOT NULL AND p.delivered_at IS NULL)
+        WHERE ${pendingDelivery(s)}
         ORDER BY d.id
         LIMIT $1),
      claimed AS (
@@ -91,13 +100,7 @@ async function claimShards(db: pg.ClientBase | pg.Pool, options: ClaimOptions, s
        SELECT x.id FROM pg_catalog.unnest($4::int[]) AS o(shard)
         CROSS JOIN LATERAL (
           SELECT d.id FROM ${s}.outbox_delivery d
-           WHERE d.shard = o.shard
-             AND d.delivered_at IS NULL
-             AND d.parked_at IS NULL
-             AND d.id <> ALL($2::bigint[])
-             AND NOT EXISTS (SELECT 1 FROM ${s}.outbox_delivery p
-                              WHERE p.aggregate_type = d.aggregate_type AND p.aggregate_id = d.aggregate_id
-                                AND p.parked_at IS NOT NULL AND p.delivered_at IS NULL)
+           WHERE d.shard = o.shard AND ${pendingDelivery(s)}
            ORDER BY d.id
            LIMIT $1) x
         ORDER BY x.id
