@@ -1,7 +1,7 @@
 import { silentLogger } from '../../core/logger';
 import { generationSchema, rebuildProjection, type Projection, type RebuildResult } from '../../projector';
 import { useTestDatabase, uniqueName } from '../support/isolation';
-import { projectorFixture, waitFor } from './support';
+import { projectorFixture, thingsProjection, waitFor } from './support';
 
 // One rebuild of a projection at a time: a second one started while the first is running is refused
 // with an error that says so, and the first one's shadow is left alone (it finishes and swaps in).
@@ -17,17 +17,13 @@ test('a second concurrent rebuild of the same projection is refused; the first o
 
   // The shadow's handler waits at a gate: the first rebuild stays in progress until the test opens it.
   const gate = new Promise<void>((resolve) => (openGate = resolve));
+  const plain = thingsProjection(topic);
   const things: Projection = {
-    name: 'things',
-    topics: [topic],
-    tables: ['things'],
-    createTables: async (client, s) => {
-      await client.query(`CREATE TABLE ${s}.things (id text PRIMARY KEY)`);
-    },
+    ...plain,
     handlers: {
       UserRegistered: async (e, ctx) => {
         if (ctx.rebuilding && ctx.generation === 2) await gate;
-        await ctx.client.query(`INSERT INTO ${ctx.table('things')} (id) VALUES ($1)`, [e.event.aggregateId]);
+        await plain.handlers.UserRegistered!(e, ctx);
       },
     },
   };
