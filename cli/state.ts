@@ -1,3 +1,4 @@
+import { errorMessage } from '../core/errors';
 import type { Logger } from '../core/logger';
 import { foldAggregate } from '../projector/load-aggregate';
 import type { AggregateReducer } from '../projector/types';
@@ -34,8 +35,7 @@ export function stateHistory(args: {
       after = foldAggregate(args.aggregateType, state, e, args.reducers);
     } catch (err) {
       args.logger.debug({ err, eventId: e.event_id }, 'state could not be folded; history shown without state');
-      const message = err instanceof Error ? err.message : String(err);
-      return { ok: false, reason: `the reducer of "${args.aggregateType}" failed at version ${e.aggregate_version}: ${message}` };
+      return { ok: false, reason: `the reducer of "${args.aggregateType}" failed at version ${e.aggregate_version}: ${errorMessage(err)}` };
     }
     if (after === undefined) return { ok: false, reason: `no reducer for aggregate type "${args.aggregateType}"` };
     out.push({ state_before: state, state_after: after });

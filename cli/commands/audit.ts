@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Partitioners } from 'kafkajs';
 import * as audit from '../../audit/index';
 import { parseDuration, type OutboxConfig } from '../../core/config';
-import { isOutboxError, OutboxError } from '../../core/errors';
+import { errorMessage, isOutboxError, OutboxError } from '../../core/errors';
 import { createKafka } from '../../core/kafka';
 import { sleep } from '../../core/retry';
 import { requireKafka, withClient, withPool } from '../connections';
@@ -43,7 +43,7 @@ const history: Command = {
       (d) => ({ ok: true as const, reducers: d.reducers }),
       (err: unknown) => {
         logger.debug({ err }, 'no domain: history shown without state');
-        return { ok: false as const, reason: `no domain loaded (${err instanceof Error ? err.message : String(err)})` };
+        return { ok: false as const, reason: `no domain loaded (${errorMessage(err)})` };
       },
     );
     const at = typeof flags.at === 'string' ? parseTime('at', flags.at) : undefined;
