@@ -31,13 +31,14 @@ export interface ShardChurnOptions {
    * (for handover times); otherwise any running instance is killed on time, joined or not.
    */
   joinBeforeKill?: boolean;
-  /**
-   * Events written once the churn has stopped and the instances left running share the shards again
-   * (default 640), so each of them publishes: an instance added late in the churn, on a loaded machine,
-   * may join only after the main workload has been delivered.
-   */
-  tail?: number;
 }
+
+/**
+ * Events written once the churn has stopped and the instances left running share the shards again, so
+ * each of them publishes: an instance added late in the churn, on a loaded machine, may join only after
+ * the main workload has been delivered.
+ */
+const TAIL_EVENTS = 640;
 
 export interface ShardChurnResult {
   report: DeliveryReport;
@@ -162,9 +163,8 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   await Promise.all(running.map((r) => r.waitFor(/relay started/, 60_000)));
   await waitFor(`${running.length} instances sharing the 32 shards again`, () => allOwned(running.length));
   phase('all owned');
-  const tail = options.tail ?? 640;
   const tailStart = Date.now();
-  const tailWritten = await writeWorkload(db.pool, { writers: 4, total: tail, aggregates: 300, perTx: 4, aggregatePrefix: 'u' });
+  const tailWritten = await writeWorkload(db.pool, { writers: 4, total: TAIL_EVENTS, aggregates: 300, perTx: 4 });
   phase('tail written');
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'warn' });
   const report = await checkDelivery(db.pool, createKafka(relayConfig(db.url, topic).kafka, logger), [topic], { timeoutMs: 90_000, where: `id > ${since}` });
@@ -174,7 +174,7 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   const takes = [...instanceOf].flatMap(([c, instance]) => shardTakes(instance, c.output()));
   const handoverDetails = kills.map((k, i) => {
     const parts = takes
-      .filter((t) => t.lockedAt >= k.at && t.shards.some((s) => k.shards.includes(s)) && t.lockedAt <= k.at + handoversMs[i]! + 1000)
+      .filter((t) => lockedInHandover(t, k.at, handoversMs[i]!) && t.shards.some((s) => k.shards.includes(s)))
       .map(
         (t) =>
           `${t.instance} saw +${t.seenAt - k.at} locked +${t.lockedAt - k.at} ready +${t.readyAt - k.at} (connect and InitProducerId ${t.initMs ?? '-'} ms) [${t.shards.filter((s) => k.shards.includes(s)).join(',')}]`,
@@ -203,6 +203,15 @@ export async function runShardChurn(options: ShardChurnOptions): Promise<ShardCh
   };
 }
 
+/**
+ * A take belongs to the handover of a kill at `killedAt` when it locked between the kill and a second after
+ * the lock table showed the shards owned again (a taker killed right after may have lost its log line, and a
+ * later kill's take of the same shard is not this handover).
+ */
+function lockedInHandover(take: { lockedAt: number }, killedAt: number, ownedAfterMs: number): boolean {
+  return take.lockedAt >= killedAt && take.lockedAt <= killedAt + ownedAfterMs + 1000;
+}
+
 /** The handover steps of one kill: for each step, the ms until the last of the dead instance's shards reached it. */
 function handoverStepsOf(
   kill: { instance: string; at: number; shards: number[] },
@@ -215,10 +224,8 @@ function handoverStepsOf(
     return known.length === 0 ? undefined : Math.max(...known);
   };
   const perShard = kill.shards.map((s) => {
-    // Its first take after the kill (the takes are listed instance by instance, not in time order).
-    // (Only takes within the handover seen in the lock table: a taker killed right after may have lost its
-    // log line, and a later kill's take of the same shard is not this handover.)
-    const take = takes.filter((t) => t.lockedAt >= kill.at && t.lockedAt <= kill.at + ownedAfterMs + 1000 && t.shards.includes(s)).sort((a, b) => a.lockedAt - b.lockedAt)[0];
+    // Its first take in this handover (the takes are listed instance by instance, not in time order).
+    const take = takes.filter((t) => lockedInHandover(t, kill.at, ownedAfterMs) && t.shards.includes(s)).sort((a, b) => a.lockedAt - b.lockedAt)[0];
     const first = publications.filter((p) => p.instance !== kill.instance && p.start >= kill.at && p.shards.includes(s)).sort((a, b) => a.start - b.start)[0];
     return {
       locked: take ? take.lockedAt - kill.at : ownedAfterMs,
