@@ -33,9 +33,10 @@ export interface LeadershipOptions {
  *
  * Holding the lock is not a local flag: the leader calls `verify()` with each claim (at once; nothing
  * claimed is published before it answers), which asks PostgreSQL, on the lock's own session and within
- * `checkTimeoutMs`, whether that session still holds it. A connection that went silent (a network partition, a terminated backend whose goodbye never
- * arrived) fails the check and the leader steps down. Between a check and the publication a leader can
- * still lose the lock: the Kafka side fences that case (kafka-sink.ts, transactional producer).
+ * `checkTimeoutMs`, whether that session still holds it. A connection that went silent (a network
+ * partition, a terminated backend whose goodbye never arrived) fails the check and the leader steps down.
+ * Between a check and the publication a leader can still lose the lock: the Kafka side fences that case
+ * (kafka-sink.ts, transactional producer).
  *
  * The lock connection must be a real session: not through a transaction-pooling proxy (PgBouncer in
  * transaction mode), where the lock would stay on a server connection this session no longer owns.

@@ -128,7 +128,7 @@ export class DeliveryPipeline {
     const claimStarted = Date.now();
     let claimMs = 0;
     const claiming = step('claim', () => queue.claim(inFlight)).finally(() => (claimMs = Date.now() - claimStarted));
-    // The check before the claim is answered first: a relay that is no longer leader publishes nothing it claimed.
+    // The check's outcome is looked at first: a relay that is no longer leader publishes nothing it claimed.
     const [verified, claimed] = await Promise.allSettled([verifying, claiming]);
     if (verified.status === 'rejected') throw verified.reason;
     if (claimed.status === 'rejected') throw claimed.reason;
