@@ -8,6 +8,7 @@ const UNIT_TESTS = [
   'test/core/config.test.ts',
   'test/core/retry.test.ts',
   'test/core/kafka-log.test.ts',
+  'test/core/kafka-record-encoding.test.ts',
   'test/core/options.test.ts',
   'test/core/tracing.test.ts',
   'test/architecture/imports.test.ts',

@@ -1,11 +1,15 @@
 import { Kafka, logLevel as KafkaLogLevel, type LogEntry, type SASLOptions } from 'kafkajs';
 import type { KafkaSettings } from './config';
 import type { Logger } from './logger';
+import { installFastRecordEncoding } from './kafka-record-encoding';
+
+let reportedEncoding = false;
 
 /**
  * A kafkajs client for the configured brokers (SASL/TLS as configured), logging through pino.
  * `options.retries` overrides the default of 5 (probes and one-shot CLI commands use 0 or 1 to fail fast);
  * `initialRetryTimeMs` (default 200) and `maxRetryTimeMs` (default 5000) the back-off between them.
+ * Its producers encode records without kafkajs's garbage (core/kafka-record-encoding.ts).
  */
 export function createKafka(
   settings: KafkaSettings,
@@ -14,6 +18,11 @@ export function createKafka(
   options: { retries?: number; initialRetryTimeMs?: number; maxRetryTimeMs?: number } = {},
 ): Kafka {
   const log = logger.child({ lib: 'kafkajs' });
+  const encoding = installFastRecordEncoding();
+  if (!encoding.installed && !reportedEncoding) {
+    reportedEncoding = true;
+    log.info({ reason: encoding.reason }, `kafkajs encodes records itself (slower): ${encoding.reason}`);
+  }
   const sasl: SASLOptions | undefined = settings.sasl
     ? ({ mechanism: settings.sasl.mechanism, username: settings.sasl.username, password: settings.sasl.password } as SASLOptions)
     : undefined;
