@@ -14,8 +14,10 @@
  * is neither a string nor a Buffer, a timestamp delta that is not an integer of at most 2^52, a compressed batch — is
  * handed to kafkajs's own encoder. Installed once, by `createKafka`, before kafkajs loads its produce
  * request (which captures the encoders when it is loaded), and only for the kafkajs version it was
- * written against.
+ * written against. The batch's CRC-32C is computed eight bytes at a time (core/crc32c.ts).
  */
+
+import { crc32c } from './crc32c';
 
 /** The kafkajs version whose internals this module replaces (an exact match is required). */
 export const KAFKAJS_VERSION = '2.2.4';
@@ -23,7 +25,6 @@ export const KAFKAJS_VERSION = '2.2.4';
 const RECORD_MODULE = 'kafkajs/src/protocol/recordBatch/record/v0';
 const BATCH_MODULE = 'kafkajs/src/protocol/recordBatch/v0';
 const PRODUCE_REQUEST_MODULE = 'kafkajs/src/protocol/requests/produce/v3/request';
-const CRC_MODULE = 'kafkajs/src/protocol/recordBatch/crc32C';
 const LONG_MODULE = 'kafkajs/src/utils/long';
 const COMPRESSION_MODULE = 'kafkajs/src/protocol/message/compression';
 
@@ -252,12 +253,12 @@ export function encodeRecordBatchFast(input: RecordBatchInput, deps: BatchDeps):
   return bytesOf(buf);
 }
 
-/** What the batch encoder takes from kafkajs: its Long, its CRC-32C, its compression codes. */
+/** What the batch encoder takes from kafkajs (its Long, its compression codes) and the CRC-32C it uses. */
 export function batchDeps(): BatchDeps {
   const compression = require(COMPRESSION_MODULE) as { Types: { None: number }; COMPRESSION_CODEC_MASK: number };
   return {
     Long: require(LONG_MODULE) as LongClass,
-    crc32C: require(CRC_MODULE) as (b: Buffer) => number,
+    crc32C: crc32c,
     none: compression.Types.None,
     codecMask: compression.COMPRESSION_CODEC_MASK,
   };

@@ -1,14 +1,13 @@
 // Pure logic: the record and record batch bytes written by core/kafka-record-encoding.ts are kafkajs's own,
 // byte for byte, over many generated records (the relay's shape and odd ones), and what the fast path
 // leaves to kafkajs is left to it.
+import { crc32c } from '../../core/crc32c';
 import { batchDeps, encodeRecordBatchFast, encodeRecordFast, type EncodedBytes, type RecordBatchInput, type RecordInput } from '../../core/kafka-record-encoding';
 
 // kafkajs's own encoders, straight from its files (this test file never installs the fast ones).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const kafkajsRecord = require('kafkajs/src/protocol/recordBatch/record/v0') as (input: RecordInput) => EncodedBytes;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { RecordBatch: kafkajsRecordBatch } = require('kafkajs/src/protocol/recordBatch/v0') as { RecordBatch: (input: RecordBatchInput) => Promise<EncodedBytes> };
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+const kafkajsCrc32C = require('kafkajs/src/protocol/recordBatch/crc32C') as (b: Buffer) => number;
 const Long = require('kafkajs/src/utils/long') as { fromValue(v: unknown): unknown; fromInt(v: number): unknown };
 
 /** A small deterministic generator (mulberry32), so a failure can be replayed. */
@@ -112,6 +111,20 @@ describe('kafka record encoding', () => {
     expect(encodeRecordFast({ timestampDelta: -Number.MAX_SAFE_INTEGER })).toBeUndefined();
     expect(encodeRecordFast({ timestampDelta: Long.fromValue(5) })).toBeUndefined();
     expect(encodeRecordBatchFast({ compression: 1, records: [] }, batchDeps())).toBeUndefined();
+  });
+
+  test('CRC-32C: the check value, and the result of kafkajs for every length and offset', () => {
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+    expect(crc32c(Buffer.alloc(0))).toBe(kafkajsCrc32C(Buffer.alloc(0)));
+    const next = random(11);
+    const data = Buffer.from(Array.from({ length: 5000 }, () => Math.floor(next() * 256)));
+    for (let length = 0; length < 300; length++) {
+      for (const start of [0, 1, 3, 7]) {
+        const slice = data.subarray(start, start + length);
+        expect(crc32c(slice)).toBe(kafkajsCrc32C(slice));
+      }
+    }
+    expect(crc32c(data)).toBe(kafkajsCrc32C(data));
   });
 
   test('an uncompressed record batch is byte for byte what kafkajs writes', async () => {
