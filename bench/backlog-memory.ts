@@ -6,13 +6,21 @@
  *
  *   npm run bench:backlog [-- --backlog 2000000 --cpu-prof]
  *
+ * `--compiled` runs the relay as the published package does, compiled (`dist/cli/main.js`, built first by
+ * `npm run build`), instead of `bin/outbox.js` in a source checkout (which compiles the TypeScript sources
+ * in process with tsx, and holds that compiler's memory).
+ *
+ * Beside the relay's own CPU, the CPU used during the drain by the PostgreSQL cluster (postmaster and
+ * backends) and the Kafka broker is measured per 100k events: on one machine their sum bounds the drain
+ * rate (cores / CPU seconds per event), whatever the relay does.
+ *
  * `--cpu-prof` runs the relay under `node --cpu-prof` and prints where its CPU time went (top frames by
  * self time, grouped: PostgreSQL client, encoding, kafkajs, GC, idle; bench/profile-summary.ts).
  * PostgreSQL: a private cluster (initdb/pg_ctl, removed at the end). Kafka and the registry: the shared
  * stack (.stack/env or the environment); the topic is the run's own and deleted at the end.
  * Writes bench/results/backlog-memory-<date>.json.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,7 +32,7 @@ import { migrate } from '../infra/migrate';
 import { DEFAULT_SCHEMA } from '../core/config';
 import { removeStaleClusters, startPrivateCluster } from './peers/postgres-cluster';
 import { freePort } from './peers/ports';
-import { cpuSeconds, peakRssMiB, rssMiB } from './peers/proc-stats';
+import { cpuMeter, cpuSeconds, findProcess, peakRssMiB, processTree, rssMiB } from './peers/proc-stats';
 import { topicRecords } from './peers/workload';
 import { bulkOutbox } from './bulk-outbox';
 import { summarizeProfile, renderProfile } from './profile-summary';
@@ -33,6 +41,7 @@ import { arg, withSearchPath, writeResult } from './support';
 const ROOT = path.resolve(__dirname, '..');
 const BACKLOG = arg('backlog', 2_000_000);
 const CPU_PROF = process.argv.includes('--cpu-prof');
+const COMPILED = process.argv.includes('--compiled');
 const TARGET_MIB = 200;
 const say = (msg: string): void => void process.stderr.write(`[backlog-memory] ${msg}\n`);
 
@@ -71,10 +80,24 @@ async function main(): Promise<void> {
     const profDir = path.join(ROOT, '.stack', 'profiles', run);
     if (CPU_PROF) mkdirSync(profDir, { recursive: true });
     const log = createWriteStream(path.join(cluster.dir, 'relay.log'));
-    relay = spawn(process.execPath, [...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), path.join(ROOT, 'bin/outbox.js'), 'relay'], {
-      cwd: ROOT,
+    if (COMPILED) {
+      say('building dist/ (npm run build)');
+      const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+      if (build.status !== 0) throw new Error('npm run build failed');
+    }
+    const entry = path.join(ROOT, COMPILED ? 'dist/cli/main.js' : 'bin/outbox.js');
+    const postmaster = Number(readFileSync(path.join(cluster.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const broker = findProcess(/kafka\.Kafka /);
+    if (broker === undefined) say('the Kafka broker process was not found on this machine: its CPU is not measured');
+    const pgCpu = cpuMeter(() => processTree(postmaster));
+    const brokerCpu = cpuMeter(() => (broker === undefined ? [] : [broker]));
+    relay = spawn(process.execPath, [...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), entry, 'relay'], {
+      // Compiled, as a service runs it: no TypeScript config module (this checkout's outbox.config.ts), the
+      // example's schemas by OUTBOX_SCHEMAS_DIR.
+      cwd: COMPILED ? cluster.dir : ROOT,
       env: {
         ...process.env,
+        ...(COMPILED ? { OUTBOX_SCHEMAS_DIR: path.join(ROOT, 'examples/users-service/schemas') } : {}),
         DATABASE_URL: url,
         KAFKA_BROKERS: base.kafka.brokers.join(','),
         SCHEMA_REGISTRY_URL: base.registry.url,
@@ -117,6 +140,8 @@ async function main(): Promise<void> {
     const drainedAt = Date.now();
     clearInterval(sampler);
     const cpu = cpuSeconds(pid);
+    const postgresCpu = pgCpu.stop();
+    const brokerCpuSeconds = broker === undefined ? null : brokerCpu.stop();
     const hwm = peakRssMiB(pid);
     relay.kill('SIGTERM');
     await exited;
@@ -139,8 +164,13 @@ async function main(): Promise<void> {
       rssHighWaterMiB: Math.round(hwm),
       targetMiB: TARGET_MIB,
       met: Math.max(peak, hwm) <= TARGET_MIB,
+      relayForm: COMPILED ? 'compiled (dist/cli/main.js)' : 'source checkout (bin/outbox.js through tsx)',
       cpuSeconds: cpu,
-      cpuSecondsPer100k: Number(((cpu / BACKLOG) * 100_000).toFixed(2)),
+      cpuSecondsPer100k: per100k(cpu),
+      // The drain's CPU on this machine: relay + PostgreSQL + broker (the registry is idle: schemas are cached).
+      postgresCpuSecondsPer100k: per100k(postgresCpu),
+      brokerCpuSecondsPer100k: brokerCpuSeconds === null ? null : per100k(brokerCpuSeconds),
+      cpuBoundEventsPerSecond: brokerCpuSeconds === null ? null : Math.round((os.cpus().length * BACKLOG) / (cpu + postgresCpu + brokerCpuSeconds)),
       timeline,
       ...(CPU_PROF ? { profile: profileOf(profDir) } : {}),
     };
@@ -148,7 +178,9 @@ async function main(): Promise<void> {
     process.stdout.write(
       `\nrelay draining ${BACKLOG.toLocaleString('en-US')} x 1 KB — ${result.date}, ${result.machine.cpus} cores, ${result.machine.memoryGiB} GiB, load ${result.machine.loadAverage}\n` +
         `  peak RSS ${result.peakRssMiBSampled} MiB sampled, ${result.rssHighWaterMiB} MiB VmHWM (target <= ${TARGET_MIB} MB: ${result.met ? 'met' : 'NOT met'})\n` +
-        `  drain ${result.drainEventsPerSecond} ev/s, ${result.cpuSecondsPer100k} CPU s per 100k events\n` +
+        `  relay: ${result.relayForm}\n` +
+        `  drain ${result.drainEventsPerSecond} ev/s; CPU s per 100k events: relay ${result.cpuSecondsPer100k}, PostgreSQL ${result.postgresCpuSecondsPer100k}, broker ${result.brokerCpuSecondsPer100k ?? 'n/a'}` +
+        (result.cpuBoundEventsPerSecond !== null ? ` — ${result.machine.cpus} cores at that cost drain at most ${result.cpuBoundEventsPerSecond} ev/s\n` : '\n') +
         `  RSS by progress: ${timeline.map((t) => `${t.percent}% ${t.rssMiB} MiB`).join(', ')}\n` +
         (CPU_PROF && result.profile ? `\n${renderProfile(result.profile)}\n` : '') +
         `results: ${path.relative(ROOT, file)}\n`,
@@ -156,6 +188,10 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
+}
+
+function per100k(seconds: number): number {
+  return Number(((seconds / BACKLOG) * 100_000).toFixed(2));
 }
 
 function profileOf(dir: string): ReturnType<typeof summarizeProfile> | undefined {

@@ -1,5 +1,5 @@
 /** CPU time and memory of one process, read from /proc (Linux). */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ; 100 on Linux). */
 const TICKS = 100;
@@ -53,5 +53,69 @@ export function sampleRss(pid: number, everyMs = 100): Sampler {
       tick();
     },
     stop: () => clearInterval(timer),
+  };
+}
+
+/** Pids of every running process, with its parent pid and command line. */
+function processTable(): Array<{ pid: number; ppid: number; cmdline: string }> {
+  const out: Array<{ pid: number; ppid: number; cmdline: string }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      out.push({ pid: Number(entry), ppid, cmdline: readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ') });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+/** The process and all its descendants now (a PostgreSQL postmaster and its backends). */
+export function processTree(root: number): number[] {
+  const table = processTable();
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of table) {
+      if (!tree.has(p.pid) && tree.has(p.ppid)) {
+        tree.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return [...tree];
+}
+
+/** The first process whose command line matches (e.g. the Kafka broker: /kafka\.Kafka /). */
+export function findProcess(pattern: RegExp): number | undefined {
+  return processTable().find((p) => pattern.test(p.cmdline))?.pid;
+}
+
+/**
+ * CPU seconds used by a changing set of processes between `start()` and `stop()`: processes that exist
+ * at either moment count (a backend that started and ended in between is missed: PostgreSQL's are
+ * per connection and live as long as the relay's pool).
+ */
+export function cpuMeter(pids: () => number[]): { stop(): number } {
+  const read = (): Map<number, number> => {
+    const m = new Map<number, number>();
+    for (const pid of pids()) {
+      try {
+        m.set(pid, cpuSeconds(pid));
+      } catch {
+        /* gone */
+      }
+    }
+    return m;
+  };
+  const before = read();
+  return {
+    stop: () => {
+      let total = 0;
+      for (const [pid, seconds] of read()) total += seconds - (before.get(pid) ?? 0);
+      return total;
+    },
   };
 }
