@@ -38,7 +38,7 @@ import { percentile, table, withSearchPath, writeResult } from '../support';
 import { DEFAULT_SCHEMA } from '../../core/config';
 import { DEBEZIUM_OUTBOX_DDL, installConnect, startConnectWorker, waitSlotActive, type ConnectInstall, type ConnectorOptions } from './connect-worker';
 import { removeStaleClusters, startPrivateCluster, type PrivateCluster } from './postgres-cluster';
-import { cpuSeconds, peakRssMiB, sampleRss } from './proc-stats';
+import { cpuMeter, cpuSeconds, findProcess, peakRssMiB, processTree, sampleRss } from './proc-stats';
 import { producerPerformance, type ProducerPerfResult } from './producer-perf';
 import { arrivals, pacedLoad, topicRecords, writeBacklog, type Arrival, type System } from './workload';
 
@@ -119,6 +119,10 @@ interface BacklogFigures {
   finished: boolean;
   cpuSecondsStart: number;
   cpuSecondsPer100k: number;
+  /** CPU of the PostgreSQL cluster (postmaster and backends, the walsender for Debezium) during the drain. */
+  postgresCpuSecondsPer100k?: number;
+  /** CPU of the Kafka broker during the drain (null: its process was not found). */
+  brokerCpuSecondsPer100k?: number | null;
   peakRssMiB: number;
 }
 interface RateFigures {
@@ -197,14 +201,23 @@ function startRelayProcess(dir: string, env: NodeJS.ProcessEnv): Running {
   };
 }
 
-/** Time a backlog drain: spawn → first record, first → last record, CPU and RSS of the process. */
-async function measureDrain(
-  admin: ReturnType<Kafka['admin']>,
-  topic: string,
-  n: number,
-  proc: Running,
-  alreadyOnTopic: number,
-): Promise<BacklogFigures & { writeEventsPerSecond: number }> {
+/**
+ * Time a backlog drain: spawn → first record, first → last record, CPU and RSS of the process, and the
+ * CPU that PostgreSQL and the broker spent meanwhile (the same machine: together they bound the rate).
+ */
+async function measureDrain(options: {
+  admin: ReturnType<Kafka['admin']>;
+  topic: string;
+  n: number;
+  proc: Running;
+  /** The private cluster's data directory holds postmaster.pid. */
+  clusterDir: string;
+}): Promise<BacklogFigures & { writeEventsPerSecond: number }> {
+  const { admin, topic, n, proc } = options;
+  const postmaster = Number(readFileSync(path.join(options.clusterDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const broker = findProcess(/kafka\.Kafka /);
+  let pgCpu: { stop(): number } | undefined;
+  let brokerCpu: { stop(): number } | undefined;
   const sampler = sampleRss(proc.pid);
   // generous: on a box busy with other work a drain can run at a few hundred events/s
   const timeoutMs = Math.max(300_000, n * 5);
@@ -213,11 +226,13 @@ async function measureDrain(
   let doneAt = 0;
   let records: number;
   for (;;) {
-    records = (await topicRecords(admin, topic)) - alreadyOnTopic;
+    records = await topicRecords(admin, topic);
     const now = Date.now();
     if (records > 0 && firstAt === 0) {
       firstAt = now;
       cpuAtFirst = cpuSeconds(proc.pid);
+      pgCpu = cpuMeter(() => processTree(postmaster));
+      brokerCpu = broker === undefined ? undefined : cpuMeter(() => [broker]);
       sampler.reset();
     }
     if (records >= n) {
@@ -229,6 +244,8 @@ async function measureDrain(
     await new Promise((r) => setTimeout(r, 50));
   }
   const cpuDone = cpuSeconds(proc.pid);
+  const postgresCpu = pgCpu?.stop();
+  const brokerCpuSeconds = brokerCpu?.stop();
   const peak = sampler.peakMiB();
   sampler.stop();
   const finished = doneAt > 0;
@@ -242,10 +259,14 @@ async function measureDrain(
     drainWithStartEventsPerSecond: Math.round((drained / Math.max(1, end - proc.spawnedAt)) * 1000),
     finished,
     cpuSecondsStart: Number(cpuAtFirst.toFixed(2)),
-    cpuSecondsPer100k: Number((((cpuDone - cpuAtFirst) / Math.max(1, drained)) * 100_000).toFixed(2)),
+    cpuSecondsPer100k: per100k(cpuDone - cpuAtFirst, drained),
+    ...(postgresCpu !== undefined ? { postgresCpuSecondsPer100k: per100k(postgresCpu, drained) } : {}),
+    brokerCpuSecondsPer100k: brokerCpuSeconds === undefined ? null : per100k(brokerCpuSeconds, drained),
     peakRssMiB: peak,
   };
 }
+
+const per100k = (seconds: number, events: number): number => Number(((seconds / Math.max(1, events)) * 100_000).toFixed(2));
 
 /** A drain that did not finish in time still has to end before the rates are measured (they would queue behind it). */
 async function drained(admin: ReturnType<Kafka['admin']>, topic: string, n: number): Promise<void> {
@@ -446,7 +467,7 @@ async function main(): Promise<void> {
     say('kafka-outbox: starting `outbox relay` (cold start, backlog waiting)');
     const relay = startRelayProcess(cluster.dir, relayEnv);
     onCleanup('relay process', () => relay.stop());
-    const backlog = { ...(await measureDrain(admin, topics['kafka-outbox'], BACKLOG, relay, 0)), writeEventsPerSecond: Math.round(writeRate) };
+    const backlog = { ...(await measureDrain({ admin, topic: topics['kafka-outbox'], n: BACKLOG, proc: relay, clusterDir: cluster.dir })), writeEventsPerSecond: Math.round(writeRate) };
     say(`kafka-outbox drain: ${JSON.stringify(backlog)}`);
     await drained(admin, topics['kafka-outbox'], BACKLOG);
     const { rates, skippedRates } = await measureRates({ kafka, topic: topics['kafka-outbox'], url, system: 'kafka-outbox', proc: relay });
@@ -486,7 +507,7 @@ async function main(): Promise<void> {
     say('debezium: starting the Connect worker (cold start, backlog waiting)');
     const worker = await startWorker();
     const proc: Running = { pid: worker.pid, spawnedAt: worker.spawnedAt, stop: () => worker.stop(), alive: () => isAlive(worker.pid), logTail: worker.logTail };
-    const backlog = { ...(await measureDrain(admin, topics.debezium, BACKLOG, proc, 0)), writeEventsPerSecond: Math.round(writeRate) };
+    const backlog = { ...(await measureDrain({ admin, topic: topics.debezium, n: BACKLOG, proc, clusterDir: cluster.dir })), writeEventsPerSecond: Math.round(writeRate) };
     say(`debezium drain: ${JSON.stringify(backlog)}`);
     await worker.waitRunning();
     await drained(admin, topics.debezium, BACKLOG);
@@ -553,6 +574,18 @@ function isAlive(pid: number): boolean {
 
 const fmt = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
 const ms = (p: Pct): string => `p50 ${fmt(p.p50)} ms, p99 ${fmt(p.p99)} ms`;
+/** Process + PostgreSQL + broker CPU per 100k events of a drain, when all three were measured. */
+function machineCpuTotal(b: BacklogFigures): number | undefined {
+  if (b.postgresCpuSecondsPer100k === undefined || b.brokerCpuSecondsPer100k === undefined || b.brokerCpuSecondsPer100k === null) return undefined;
+  return Number((b.cpuSecondsPer100k + b.postgresCpuSecondsPer100k + b.brokerCpuSecondsPer100k).toFixed(2));
+}
+
+function machineCpu(b: BacklogFigures): string {
+  const total = machineCpuTotal(b);
+  if (total === undefined) return 'not measured';
+  return `${total} s (${b.cpuSecondsPer100k} + ${b.postgresCpuSecondsPer100k ?? ''} + ${b.brokerCpuSecondsPer100k ?? ''})`;
+}
+
 const x = (a: number, b: number, digits = 1): string => (b > 0 && Number.isFinite(a / b) ? `${(a / b).toFixed(digits)}x` : '');
 
 export function render(r: PeerResults): string {
@@ -590,6 +623,12 @@ export function render(r: PeerResults): string {
       'kafka-outbox': `${ours.backlog.cpuSecondsPer100k} s`,
       debezium: `${dbz.backlog.cpuSecondsPer100k} s`,
       'ours / debezium': x(ours.backlog.cpuSecondsPer100k, dbz.backlog.cpuSecondsPer100k, 2),
+    },
+    {
+      measure: 'CPU seconds per 100k events, drain: process + PostgreSQL + broker',
+      'kafka-outbox': machineCpu(ours.backlog),
+      debezium: machineCpu(dbz.backlog),
+      'ours / debezium': x(machineCpuTotal(ours.backlog) ?? NaN, machineCpuTotal(dbz.backlog) ?? NaN, 2),
     },
     {
       measure: 'peak RSS during the drain (sampled) / whole run (VmHWM)',
