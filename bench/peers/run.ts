@@ -310,8 +310,13 @@ async function measureRates(ctx: { kafka: Kafka; topic: string; url: string; sys
         const a = recv.seen.get(id);
         if (a) arrived.push([at, a]);
       }
-      const lastCommit = Math.max(...load.committed.values());
-      const firstCommit = Math.min(...load.committed.values());
+      // A loop, not Math.max(...values): at 10k ev/s for 15 s the spread overflows the call stack.
+      let firstCommit = Infinity;
+      let lastCommit = -Infinity;
+      for (const at of load.committed.values()) {
+        if (at < firstCommit) firstCommit = at;
+        if (at > lastCommit) lastCommit = at;
+      }
       const tail = arrived.filter(([at]) => at >= lastCommit - (lastCommit - firstCommit) / 10).map(([at, a]) => a.appendedAt - at);
       const missing = load.committed.size - arrived.length;
       const endLagP99Ms = pct(tail).p99;
