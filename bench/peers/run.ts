@@ -136,6 +136,12 @@ interface RateFigures {
   endLagP99Ms: number;
   keptUp: boolean;
   cpuSecondsPer100k: number;
+  /**
+   * The whole machine's CPU during the load, as a share of its cores (1 = all busy): the system's process,
+   * PostgreSQL (the writers' inserts and the system's own reads), the broker and this bench (writers,
+   * consumer). Near 1, latency is queueing for CPU.
+   */
+  machineBusy?: { share: number; process: number; postgres: number; broker: number | null; bench: number };
 }
 interface SystemFigures {
   process: string;
@@ -286,7 +292,16 @@ async function drained(admin: ReturnType<Kafka['admin']>, topic: string, n: numb
 }
 
 /** Paced loads at each rate, one after the other, until the system cannot keep up. */
-async function measureRates(ctx: { kafka: Kafka; topic: string; url: string; system: System; proc: Running }): Promise<{ rates: RateFigures[]; skippedRates: number[] }> {
+async function measureRates(ctx: {
+  kafka: Kafka;
+  topic: string;
+  url: string;
+  system: System;
+  proc: Running;
+  clusterDir: string;
+}): Promise<{ rates: RateFigures[]; skippedRates: number[] }> {
+  const postmaster = Number(readFileSync(path.join(ctx.clusterDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const broker = findProcess(/kafka\.Kafka /);
   const rates: RateFigures[] = [];
   const skippedRates: number[] = [];
   const recv = await arrivals(ctx.kafka, ctx.topic, ctx.system);
@@ -299,7 +314,27 @@ async function measureRates(ctx: { kafka: Kafka; topic: string; url: string; sys
       }
       say(`${ctx.system}: ${rate} ev/s for ${SECONDS} s`);
       const cpu0 = cpuSeconds(ctx.proc.pid);
+      const pgCpu = cpuMeter(() => processTree(postmaster));
+      const brokerCpu = cpuMeter(() => (broker === undefined ? [] : [broker]));
+      const benchCpu = process.cpuUsage();
+      const loadStarted = Date.now();
       const load = await pacedLoad({ url: ctx.url, system: ctx.system, rate, seconds: SECONDS, from });
+      const loadSeconds = (Date.now() - loadStarted) / 1000;
+      const benchUsed = process.cpuUsage(benchCpu);
+      const busy = {
+        process: cpuSeconds(ctx.proc.pid) - cpu0,
+        postgres: pgCpu.stop(),
+        broker: broker === undefined ? null : brokerCpu.stop(),
+        bench: (benchUsed.user + benchUsed.system) / 1e6,
+      };
+      const share = (seconds: number): number => Number((seconds / loadSeconds / os.cpus().length).toFixed(2));
+      const machineBusy = {
+        share: share(busy.process + busy.postgres + (busy.broker ?? 0) + busy.bench),
+        process: share(busy.process),
+        postgres: share(busy.postgres),
+        broker: busy.broker === null ? null : share(busy.broker),
+        bench: share(busy.bench),
+      };
       from += rate * SECONDS;
       const deadline = Date.now() + ARRIVAL_WAIT_MS;
       const missingNow = (): number => [...load.committed.keys()].filter((id) => !recv.seen.has(id)).length;
@@ -330,6 +365,7 @@ async function measureRates(ctx: { kafka: Kafka; topic: string; url: string; sys
         endLagP99Ms,
         keptUp: missing === 0 && endLagP99Ms < 5_000,
         cpuSecondsPer100k: Number((((cpu1 - cpu0) / Math.max(1, load.committed.size)) * 100_000).toFixed(2)),
+        machineBusy,
       });
       say(`${ctx.system} @ ${rate}: ${JSON.stringify(rates[rates.length - 1])}`);
     }
@@ -475,7 +511,7 @@ async function main(): Promise<void> {
     const backlog = { ...(await measureDrain({ admin, topic: topics['kafka-outbox'], n: BACKLOG, proc: relay, clusterDir: cluster.dir })), writeEventsPerSecond: Math.round(writeRate) };
     say(`kafka-outbox drain: ${JSON.stringify(backlog)}`);
     await drained(admin, topics['kafka-outbox'], BACKLOG);
-    const { rates, skippedRates } = await measureRates({ kafka, topic: topics['kafka-outbox'], url, system: 'kafka-outbox', proc: relay });
+    const { rates, skippedRates } = await measureRates({ kafka, topic: topics['kafka-outbox'], url, system: 'kafka-outbox', proc: relay, clusterDir: cluster.dir });
     const hwm = peakRssMiB(relay.pid);
     await relay.stop();
     systems['kafka-outbox'] = { process: 'node bin/outbox.js relay', pid: relay.pid, backlog, rates, skippedRates, rssHighWaterMiB: Math.round(hwm) };
@@ -516,7 +552,7 @@ async function main(): Promise<void> {
     say(`debezium drain: ${JSON.stringify(backlog)}`);
     await worker.waitRunning();
     await drained(admin, topics.debezium, BACKLOG);
-    const { rates, skippedRates } = await measureRates({ kafka, topic: topics.debezium, url, system: 'debezium', proc });
+    const { rates, skippedRates } = await measureRates({ kafka, topic: topics.debezium, url, system: 'debezium', proc, clusterDir: cluster.dir });
     const hwm = peakRssMiB(worker.pid);
     await worker.stop();
     systems.debezium = { process: 'Kafka Connect standalone worker (java)', pid: worker.pid, backlog, rates, skippedRates, rssHighWaterMiB: Math.round(hwm) };
@@ -643,18 +679,24 @@ export function render(r: PeerResults): string {
     },
   ];
   const allRates = [...new Set([...ours.rates, ...dbz.rates].map((f) => f.targetRate).concat(ours.skippedRates, dbz.skippedRates))].sort((a, b) => a - b);
-  const cell = (s: SystemFigures, rate: number, what: 'ack' | 'consumer' | 'cpu'): string => {
+  const pc = (share: number): string => `${Math.round(share * 100)} %`;
+  const cell = (s: SystemFigures, rate: number, what: 'ack' | 'consumer' | 'cpu' | 'busy'): string => {
     const f = s.rates.find((q) => q.targetRate === rate);
     if (!f) return s.skippedRates.includes(rate) ? 'skipped: could not keep up with a lower rate' : 'n/a';
     const note = f.keptUp ? '' : ` - CANNOT KEEP UP (${fmt(f.missing)} missing after ${p.seconds} s + wait, end lag p99 ${fmt(f.endLagP99Ms)} ms)`;
     const achieved = f.achievedRate < f.targetRate * 0.9 ? ` [writers reached ${fmt(f.achievedRate)} ev/s]` : '';
     if (what === 'cpu') return `${f.cpuSecondsPer100k} s`;
+    if (what === 'busy') {
+      const b = f.machineBusy;
+      return b ? `${pc(b.share)} (process ${pc(b.process)}, PostgreSQL ${pc(b.postgres)}, broker ${b.broker === null ? 'n/a' : pc(b.broker)}, bench ${pc(b.bench)})` : 'n/a';
+    }
     return `${ms(what === 'ack' ? f.commitToAck : f.commitToConsumer)}${note}${achieved}`;
   };
-  const ratio = (rate: number, what: 'ack' | 'consumer' | 'cpu'): string => {
+  const ratio = (rate: number, what: 'ack' | 'consumer' | 'cpu' | 'busy'): string => {
     const a = ours.rates.find((q) => q.targetRate === rate);
     const b = dbz.rates.find((q) => q.targetRate === rate);
     if (!a || !b) return '';
+    if (what === 'busy') return a.machineBusy && b.machineBusy ? x(a.machineBusy.share, b.machineBusy.share, 2) : '';
     if (what === 'cpu') return x(a.cpuSecondsPer100k, b.cpuSecondsPer100k, 2);
     const pa = what === 'ack' ? a.commitToAck : a.commitToConsumer;
     const pb = what === 'ack' ? b.commitToAck : b.commitToConsumer;
@@ -679,6 +721,12 @@ export function render(r: PeerResults): string {
         'kafka-outbox': cell(ours, rate, 'cpu'),
         debezium: cell(dbz, rate, 'cpu'),
         'ours / debezium': ratio(rate, 'cpu'),
+      },
+      {
+        measure: `machine's cores busy at ${fmt(rate)} ev/s`,
+        'kafka-outbox': cell(ours, rate, 'busy'),
+        debezium: cell(dbz, rate, 'busy'),
+        'ours / debezium': ratio(rate, 'busy'),
       },
     );
   }
