@@ -291,10 +291,22 @@ function render(r: AllFigures): string {
       ratio: '',
     });
   }
+  // The issue's targets, judged where this run measures them (the drain's targets are relative to the
+  // broker ceiling and to Debezium, measured together by `npm run bench:peers`).
+  const judged = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+  const targets: Record<string, string> = {
+    [rows[0]!.measure!]: 'drain >= 50 % of the broker ceiling and >= 1.5x Debezium: bench:peers',
+    ...(ack ? { [`commit→broker ack at ${fmt(RATE)} ev/s`]: `p99 <= 30 ms: ${judged(ack.p99 <= 30)}` } : {}),
+    ...(projector.rebuild ? { [`projection rebuild (${fmt(projector.rebuild.events)} events)`]: `>= 50,000 ev/s: ${judged(projector.rebuild.eventsPerSecond >= 50_000)}` } : {}),
+    ...(projector.latency
+      ? { [`Kafka→read model at ${fmt(projector.latency.achievedRate)} ev/s`]: `p50 <= 15 ms, p99 <= 100 ms: ${judged(projector.latency.p50Ms <= 15 && projector.latency.p99Ms <= 100)}` }
+      : {}),
+  };
+  const withTargets = rows.map((row) => ({ ...row, target: targets[row.measure ?? ''] ?? '' }));
   const m = r.machine;
   return (
     `\nkafka-outbox benchmarks — ${m.date}, ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, load ${m.loadAverage1m}; ` +
-    `node ${m.node}, PostgreSQL ${m.postgres}, ${m.java}, Kafka ${m.kafka}, Apicurio ${m.apicurio}\n\n${table(rows)}\n\ntotal ${r.seconds ?? '?'} s\n`
+    `node ${m.node}, PostgreSQL ${m.postgres}, ${m.java}, Kafka ${m.kafka}, Apicurio ${m.apicurio}\n\n${table(withTargets)}\n\ntotal ${r.seconds ?? '?'} s\n`
   );
 }
 
