@@ -125,7 +125,6 @@ export async function consumeBatches(o: ConsumeOptions): Promise<RunningConsumer
   // started): when reading again from the checkpoint + 1 brings the same first offset, the offsets in
   // between are not in the log (transaction markers, compaction, retention) and the batch is applied.
   const refused = new Map<string, { expected: bigint; first: bigint }>();
-  const hint = offsetHints({ consumer, log, projection });
 
   await consumer.connect();
   await consumer.subscribe({ topics: o.topics, fromBeginning: true });
@@ -212,7 +211,10 @@ export async function consumeBatches(o: ConsumeOptions): Promise<RunningConsumer
       }
       if (next !== undefined) {
         o.onPosition?.(topic, partition, { next, highWatermark: batch.highWatermark });
-        hint.commit(topic, partition, next);
+        // A hint only: the database checkpoint is the truth.
+        await consumer.commitOffsets([{ topic, partition, offset: next.toString() }]).catch((err: unknown) => {
+          log.debug({ projection, topic, partition, err: errorMessage(err) }, 'committing the offset hint to Kafka failed');
+        });
       }
     },
   });
@@ -225,42 +227,8 @@ export async function consumeBatches(o: ConsumeOptions): Promise<RunningConsumer
       if (stopped) return;
       stopped = true;
       abort.abort();
-      await hint.settled();
       await consumer.disconnect().catch((err: unknown) => log.warn({ projection, err: errorMessage(err) }, 'consumer disconnect failed'));
       resolveDone();
-    },
-  };
-}
-
-/**
- * Kafka's committed offsets, a hint only (the database checkpoint is the truth): committed in the
- * background, one OffsetCommit in flight per consumer carrying the latest position of every partition
- * handled meanwhile, so that a batch never waits for the broker's answer (a round trip per batch that
- * held up the next fetch) and commits never overtake each other.
- */
-function offsetHints(args: { consumer: Consumer; log: Logger; projection: string }): { commit(topic: string, partition: number, next: bigint): void; settled(): Promise<void> } {
-  const { consumer, log, projection } = args;
-  const pending = new Map<string, { topic: string; partition: number; offset: string }>();
-  let inFlight: Promise<void> | undefined;
-  const flush = (): void => {
-    if (inFlight || pending.size === 0) return;
-    const offsets = [...pending.values()];
-    pending.clear();
-    inFlight = consumer
-      .commitOffsets(offsets)
-      .catch((err: unknown) => log.debug({ projection, offsets, err: errorMessage(err) }, 'committing the offset hint to Kafka failed'))
-      .finally(() => {
-        inFlight = undefined;
-        flush();
-      });
-  };
-  return {
-    commit(topic, partition, next) {
-      pending.set(`${topic}\u0000${partition}`, { topic, partition, offset: next.toString() });
-      flush();
-    },
-    async settled() {
-      while (inFlight) await inFlight;
     },
   };
 }
