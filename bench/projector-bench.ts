@@ -1,12 +1,20 @@
 /**
- * Projector benchmark (real stack): npx tsx bench/projector-bench.ts [--rebuild-events 50000] [--rate 5000] [--seconds 10]
+ * Projector benchmark (real stack): npx tsx bench/projector-bench.ts [--rebuild-events 50000] [--rate 5000] [--seconds 10] [--warmup 2] [--concurrency 6]
  *  1. loadAggregate of a 5,000-event aggregate: from its snapshot vs full replay (same run).
- *  2. rebuild throughput (events/s) of `users` from offset 0.
- *  3. Kafka -> read model latency p50/p99 at a target rate: from the broker's acknowledgement of each
- *     record to its audit_log row (projected_at), beside event -> ack (the bench's own producing side) and
- *     event -> read model; events produced straight to Kafka, one send in flight.
+ *  2. rebuild throughput (events/s) of `users` from offset 0, then of `audit_log` over the same topic.
+ *  3. Kafka -> read model latency p50/p99 at a target rate, with audit_log and the example's projections
+ *     (users) running together: from the broker's acknowledgement of each record to its audit_log row
+ *     (projected_at), beside event -> ack (the bench's own producing side) and event -> read model;
+ *     events produced straight to Kafka, one send in flight. The producing side runs in a child process
+ *     (in the projector's process its generator, hashing and encoding took about a quarter of a core
+ *     from the projector being measured); `--warmup` seconds of events at the same rate are projected
+ *     first (connections, registry look-ups, JIT) and left out of the figures.
  * Uses a database of its own (migrated, dropped at the end) and unique topics.
+ * Profiling: `PROJECTOR_BENCH_MARKS=1 npx tsx --cpu-prof bench/projector-bench.ts` also writes each
+ * phase's start to stderr (`mark <phase> <µs>`, the monotonic clock of the profile's samples), to cut
+ * the profile of the projector's process by phase.
  */
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { loadConfig, readEnvironment } from '../core/config';
@@ -25,6 +33,11 @@ import { percentile, withSearchPath } from './support';
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+
+/** Phase boundaries on stderr (monotonic µs, the clock of a --cpu-prof profile), to cut a profile by phase. */
+const mark = (phase: string): void => {
+  if (process.env.PROJECTOR_BENCH_MARKS) process.stderr.write(`mark ${phase} ${process.hrtime.bigint() / 1000n}\n`);
 };
 
 const heads = new Map<string, { v: number; h: Buffer }>();
@@ -145,15 +158,22 @@ async function main(): Promise<void> {
     const evs: ReturnType<typeof userEvent>[] = [];
     for (let v = 0; v < 50; v++) for (let u = 0; u < n / 50; u++) evs.push(userEvent(`r${u}`, now));
     await send(topicB, evs);
+    mark('rebuild-users');
     const r = await rebuildProjection({ config, logger, pool, catalog, projection: createUsersProjection({ topics: [topicB] }), groupIdPrefix: `b2${ns}` });
     results.rebuild = { events: r.events, seconds: +r.seconds.toFixed(2), eventsPerSecond: r.eventsPerSecond };
+    mark('rebuild-audit');
     const ra = await rebuildProjection({ config, logger, pool, catalog, projection: createAuditLogProjection({ topics: [topicB], catalog }), groupIdPrefix: `b2a${ns}` });
+    mark('rebuild-end');
     results.rebuildAuditLog = { events: ra.events, seconds: +ra.seconds.toFixed(2), eventsPerSecond: ra.eventsPerSecond };
     console.log(JSON.stringify({ rebuild: results.rebuild, rebuildAuditLog: results.rebuildAuditLog }));
 
-    // 3. produce -> read model latency at a target rate.
+    // 3. produce -> read model latency at a target rate. The producing side (event generation with its
+    // hash chain, Avro encoding, the producer) runs in a child process: in this process it took about a
+    // quarter of a core from the projector it measures. A warm-up at the same rate is projected first
+    // (connections, registry look-ups, JIT) and left out of the figures.
     const rate = arg('rate', 5000);
     const seconds = arg('seconds', 10);
+    const warmupSeconds = arg('warmup', 2);
     const topicC = `bench_latency_${ns}`;
     await createTopics(kafka, [topicC], 6);
     const p3 = await startProjector({
@@ -168,46 +188,31 @@ async function main(): Promise<void> {
     });
     await new Promise((res) => setTimeout(res, 6000)); // group joined
     const baseCount = await countAudit();
-    // One send in flight at a time (concurrent send() on one idempotent producer can lose messages): the
-    // generator queues encoded events; the sender takes everything queued and sends it, and records when
-    // the broker acknowledged each event. So the latency splits into event → broker ack (the producing
-    // side, the bench's own) and broker ack → read model (the projector).
-    const tickMs = 20;
-    const perTick = Math.round((rate * tickMs) / 1000);
-    const queue: { key: string; value: Buffer; eventId: string }[] = [];
-    const ackedAt = new Map<string, number>();
-    let generating = true;
-    const sender = (async () => {
-      while (generating || queue.length > 0) {
-        if (queue.length === 0) {
-          await new Promise((res) => setTimeout(res, 2));
-          continue;
-        }
-        const batch = queue.splice(0, queue.length);
-        await producer.send({ topic: topicC, acks: -1, messages: batch.map(({ key, value }) => ({ key, value })) });
-        const at = Date.now();
-        for (const m of batch) ackedAt.set(m.eventId, at);
-      }
-    })();
-    const t0 = Date.now();
-    let sent = 0;
-    let users = 0;
-    while (Date.now() - t0 < seconds * 1000) {
-      const at = new Date();
-      for (const e of Array.from({ length: perTick }, () => userEvent(`l${users++ % 2000}`, at))) {
-        const enc = await encoder.encode(e);
-        if (!enc.ok) throw new Error(enc.reason);
-        queue.push({ key: e.aggregateId, value: enc.value, eventId: e.eventId });
-      }
-      sent += perTick;
-      const next = t0 + (sent / rate) * 1000;
-      const wait = next - Date.now();
-      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
-    }
-    const achieved = sent / ((Date.now() - t0) / 1000);
-    generating = false;
-    await sender;
-    await waitAudit(baseCount + sent);
+    const child = fork(__filename, ['--producer-child'], { execArgv: process.execArgv, env: { ...process.env, DATABASE_URL: config.databaseUrl } });
+    const fromChild = <T extends ChildMessage['type']>(type: T): Promise<Extract<ChildMessage, { type: T }>> =>
+      new Promise((res, rej) => {
+        const onMessage = (m: ChildMessage): void => {
+          if (m.type !== type) return;
+          child.off('message', onMessage);
+          child.off('exit', onExit);
+          res(m as Extract<ChildMessage, { type: T }>);
+        };
+        const onExit = (code: number | null): void => rej(new Error(`the producing child exited (${code}) before "${type}"`));
+        child.on('message', onMessage);
+        child.once('exit', onExit);
+      });
+    const order: ParentOrder = { topic: topicC, namespace: ns, rate, seconds, warmupSeconds };
+    child.send(order);
+    const warmed = await fromChild('warmed');
+    await waitAudit(baseCount + warmed.events);
+    mark('latency');
+    child.send({ measure: true });
+    const measured = await fromChild('done');
+    const ackedAt = new Map(measured.acks);
+    const sent = measured.events;
+    const achieved = measured.achievedRate;
+    await waitAudit(baseCount + warmed.events + sent);
+    mark('latency-end');
     await p3.stop();
     const rows = await pool.query<{ event_id: string; occurred_ms: string; projected_ms: string }>(
       `SELECT event_id, (extract(epoch FROM occurred_at) * 1000)::text AS occurred_ms, (extract(epoch FROM projected_at) * 1000)::text AS projected_ms FROM audit_log WHERE topic = $1`,
@@ -217,9 +222,10 @@ async function main(): Promise<void> {
     const producing: number[] = [];
     const projecting: number[] = [];
     for (const r of rows.rows) {
+      const acked = ackedAt.get(r.event_id);
+      if (acked === undefined) continue; // warm-up
       const occurred = Number(r.occurred_ms);
       const projected = Number(r.projected_ms);
-      const acked = ackedAt.get(r.event_id) ?? occurred;
       total.push(projected - occurred);
       producing.push(acked - occurred);
       // The consumer may read a record before the producer has the broker's answer: 0 then.
@@ -232,6 +238,7 @@ async function main(): Promise<void> {
     results.latency = {
       targetRate: rate,
       achievedRate: Math.round(achieved),
+      warmupEvents: warmed.events,
       events: sent,
       // Kafka → read model: from the broker's acknowledgement of the record to its audit_log row.
       ...figures(projecting),
@@ -252,7 +259,82 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({ projectorBench: results }, null, 2));
 }
 
-main().catch((err: unknown) => {
+/** What the parent sends the producing child first; then `{ measure: true }` once the warm-up is projected. */
+interface ParentOrder {
+  topic: string;
+  namespace: string;
+  rate: number;
+  seconds: number;
+  warmupSeconds: number;
+}
+type ChildMessage = { type: 'warmed'; events: number } | { type: 'done'; events: number; achievedRate: number; acks: [string, number][] };
+
+/**
+ * The producing side of step 3, in a process of its own: events of 2,000 users at `rate` for `seconds`
+ * (after `warmupSeconds` of the same), one send in flight at a time (concurrent send() on one idempotent
+ * producer can lose messages): the generator queues encoded events; the sender takes everything queued,
+ * sends it and records when the broker acknowledged each event. So the latency splits into event → broker
+ * ack (the producing side) and broker ack → read model (the projector).
+ */
+async function producerChild(): Promise<void> {
+  const send = (m: ChildMessage): Promise<void> => new Promise((res, rej) => process.send!(m, (err: Error | null) => (err ? rej(err) : res())));
+  const next = (): Promise<unknown> => new Promise((res) => process.once('message', res));
+  const order = (await next()) as ParentOrder;
+  const config = loadConfig(readEnvironment(), { kafka: true, registry: true });
+  const logger = silentLogger();
+  const catalog = loadCatalog(undefined, { namespace: order.namespace });
+  const encoder = createEventEncoder({ registry: config.registry, catalog, logger });
+  await encoder.prepare();
+  const producer = createKafka(config.kafka, logger).producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const tickMs = 20;
+  const perTick = Math.round((order.rate * tickMs) / 1000);
+  let users = 0;
+  const run = async (seconds: number): Promise<{ events: number; achievedRate: number; acks: [string, number][] }> => {
+    const queue: { key: string; value: Buffer; eventId: string }[] = [];
+    const acks: [string, number][] = [];
+    let generating = true;
+    const sender = (async () => {
+      while (generating || queue.length > 0) {
+        if (queue.length === 0) {
+          await new Promise((res) => setTimeout(res, 2));
+          continue;
+        }
+        const batch = queue.splice(0, queue.length);
+        await producer.send({ topic: order.topic, acks: -1, messages: batch.map(({ key, value }) => ({ key, value })) });
+        const at = Date.now();
+        for (const m of batch) acks.push([m.eventId, at]);
+      }
+    })();
+    const t0 = Date.now();
+    let sent = 0;
+    while (Date.now() - t0 < seconds * 1000) {
+      const at = new Date();
+      for (let i = 0; i < perTick; i++) {
+        const e = userEvent(`l${users++ % 2000}`, at);
+        const enc = await encoder.encode(e);
+        if (!enc.ok) throw new Error(enc.reason);
+        queue.push({ key: e.aggregateId, value: enc.value, eventId: e.eventId });
+      }
+      sent += perTick;
+      const wait = t0 + (sent / order.rate) * 1000 - Date.now();
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+    }
+    const achievedRate = sent / ((Date.now() - t0) / 1000);
+    generating = false;
+    await sender;
+    return { events: sent, achievedRate, acks };
+  };
+  const warm = await run(order.warmupSeconds);
+  await send({ type: 'warmed', events: warm.events });
+  await next();
+  const measured = await run(order.seconds);
+  await send({ type: 'done', ...measured });
+  await producer.disconnect();
+  process.disconnect();
+}
+
+(process.argv.includes('--producer-child') ? producerChild() : main()).catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });

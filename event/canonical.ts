@@ -63,10 +63,10 @@ export function canonicalTimestamp(value: Date | string): string {
   return canonicalTimestamp(d);
 }
 
-function netstring(value: string | null | undefined): Buffer {
-  if (value === null || value === undefined) return Buffer.from('-,', 'latin1');
-  const bytes = Buffer.from(value, 'utf8');
-  return Buffer.concat([Buffer.from(`${bytes.length}:`, 'latin1'), bytes, Buffer.from(',', 'latin1')]);
+/** A netstring as text; written as UTF-8 it is `<utf8 byte length>:<utf8 bytes>,` (NULL: `-,`). */
+function netstring(value: string | null | undefined): string {
+  if (value === null || value === undefined) return '-,';
+  return `${Buffer.byteLength(value, 'utf8')}:${value},`;
 }
 
 export function integerText(field: string, v: number | bigint | string): string {
@@ -79,23 +79,32 @@ export function integerText(field: string, v: number | bigint | string): string 
   return v;
 }
 
+/**
+ * The canonical encoding as a string whose UTF-8 bytes are canonicalEncoding(fields): one string, so
+ * that hashing an event allocates no buffer per field. Every field is enclosed by ASCII (its length
+ * prefix and its comma), so its UTF-8 bytes are the same inside the string as on their own.
+ */
+export function canonicalText(fields: ChainFields): string {
+  return (
+    netstring(fields.eventId.toLowerCase()) +
+    netstring(fields.aggregateType) +
+    netstring(fields.aggregateId) +
+    netstring(integerText('aggregateVersion', fields.aggregateVersion)) +
+    netstring(fields.eventType) +
+    netstring(integerText('schemaVersion', fields.schemaVersion)) +
+    netstring(canonicalTimestamp(fields.occurredAt)) +
+    netstring(fields.actorId) +
+    netstring(fields.traceId) +
+    netstring(fields.correlationId) +
+    netstring(fields.causationId) +
+    netstring(fields.traceparent) +
+    netstring(fields.payload)
+  );
+}
+
 /** The canonical bytes of an event (what is hashed after prev_hash). */
 export function canonicalEncoding(fields: ChainFields): Buffer {
-  return Buffer.concat([
-    netstring(fields.eventId.toLowerCase()),
-    netstring(fields.aggregateType),
-    netstring(fields.aggregateId),
-    netstring(integerText('aggregateVersion', fields.aggregateVersion)),
-    netstring(fields.eventType),
-    netstring(integerText('schemaVersion', fields.schemaVersion)),
-    netstring(canonicalTimestamp(fields.occurredAt)),
-    netstring(fields.actorId),
-    netstring(fields.traceId),
-    netstring(fields.correlationId),
-    netstring(fields.causationId),
-    netstring(fields.traceparent),
-    netstring(fields.payload),
-  ]);
+  return Buffer.from(canonicalText(fields), 'utf8');
 }
 
 // ---------------------------------------------------------------------------------------------------

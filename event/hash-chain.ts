@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { OutboxError } from '../core/errors';
-import { canonicalEncoding, canonicalJsonb, integerText, type ChainFields } from './canonical';
+import { canonicalJsonb, canonicalText, integerText, type ChainFields } from './canonical';
 import type { EventEnvelope } from './envelope';
 
 /**
@@ -51,7 +51,7 @@ export function toHashBuffer(value: Buffer | Uint8Array | string, field = 'hash'
 
 /** SHA-256(prevHash ‖ canonicalEncoding(fields)). */
 export function computeHash(prevHash: Buffer | Uint8Array | string, fields: ChainFields): Buffer {
-  return createHash('sha256').update(toHashBuffer(prevHash, 'prevHash')).update(canonicalEncoding(fields)).digest();
+  return createHash('sha256').update(toHashBuffer(prevHash, 'prevHash')).update(canonicalText(fields), 'utf8').digest();
 }
 
 export interface LinkEvent extends ChainFields {

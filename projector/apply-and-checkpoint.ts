@@ -96,21 +96,27 @@ export async function applyAndCheckpoint(batch: ApplyBatch): Promise<ApplyResult
   let spans = new Map<ProjectedEvent, Span>();
   try {
     const lockKey = target.generation === 'live' ? liveLockKey(outboxSchema, projection.name) : shadowLockKey(outboxSchema, projection.name, target.generation);
-    // One round trip: BEGIN and the projection's shared lock (a swap holds it exclusively).
-    await client.query(`BEGIN; SELECT pg_advisory_xact_lock_shared(hashtext(${client.escapeLiteral(lockKey)}))`);
-    // One round trip: the generation (read after the lock: a swap committed before is seen) and the
-    // checkpoint row, created if needed, locked and read.
-    const cp = await client.query<{ generation: number; last_offset: string }>(
-      target.generation === 'live'
-        ? `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset)
-             SELECT $1, live_generation, $2, $3, -1 FROM ${o}.projector_projections WHERE projection = $1
-           ON CONFLICT (projection, generation, topic, partition) DO UPDATE SET last_offset = ${o}.projector_offsets.last_offset
-           RETURNING generation, last_offset`
-        : `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset) VALUES ($1, $4, $2, $3, -1)
-           ON CONFLICT (projection, generation, topic, partition) DO UPDATE SET last_offset = ${o}.projector_offsets.last_offset
-           RETURNING generation, last_offset`,
-      target.generation === 'live' ? [projection.name, topic, partition] : [projection.name, topic, partition, target.generation],
-    );
+    // One round trip (a multi-statement simple query, values as literals): BEGIN, the projection's shared
+    // lock (a swap holds it exclusively), then the generation (read after the lock: a swap committed
+    // before is seen) and the checkpoint row, created if needed, locked and read.
+    const lit = (v: string): string => client.escapeLiteral(v);
+    const int = (n: number): string => {
+      if (!Number.isSafeInteger(n)) throw new Error(`not an integer: ${n}`);
+      return String(n);
+    };
+    const opened = (await client.query(
+      `BEGIN; SELECT pg_advisory_xact_lock_shared(hashtext(${lit(lockKey)}));
+       ${
+         target.generation === 'live'
+           ? `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset)
+                SELECT ${lit(projection.name)}, live_generation, ${lit(topic)}, ${int(partition)}, -1 FROM ${o}.projector_projections WHERE projection = ${lit(projection.name)}`
+           : `INSERT INTO ${o}.projector_offsets (projection, generation, topic, partition, last_offset)
+                VALUES (${lit(projection.name)}, ${int(target.generation)}, ${lit(topic)}, ${int(partition)}, -1)`
+       }
+       ON CONFLICT (projection, generation, topic, partition) DO UPDATE SET last_offset = ${o}.projector_offsets.last_offset
+       RETURNING generation, last_offset::text AS last_offset`,
+    )) as unknown as pg.QueryResult<{ generation: number; last_offset: string }>[];
+    const cp = opened[2]!;
     if (!cp.rows[0]) throw new Error(`projection ${projection.name} has no live generation (ensureLiveGeneration first)`);
     const generation = cp.rows[0].generation;
     const stored = BigInt(cp.rows[0]?.last_offset ?? '-1');

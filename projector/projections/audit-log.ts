@@ -105,9 +105,10 @@ export function createAuditLogProjection(options: AuditLogOptions): Projection {
     for (const pe of events) aggs.set(keyOf(pe.event.aggregateType, pe.event.aggregateId), { type: pe.event.aggregateType, id: pe.event.aggregateId });
     const list = [...aggs.values()];
     const { rows } = await ctx.client.query<{ aggregate_type: string; aggregate_id: string; aggregate_version: string; hash: Buffer }>(
-      `SELECT DISTINCT ON (aggregate_type, aggregate_id) aggregate_type, aggregate_id, aggregate_version, hash FROM ${t}
-        WHERE (aggregate_type, aggregate_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-        ORDER BY aggregate_type, aggregate_id, aggregate_version DESC`,
+      // The head of each aggregate: one index probe per aggregate (not every version it has).
+      `SELECT a.aggregate_type, a.aggregate_id, h.aggregate_version, h.hash FROM unnest($1::text[], $2::text[]) AS a(aggregate_type, aggregate_id)
+        CROSS JOIN LATERAL (SELECT aggregate_version, hash FROM ${t} x WHERE x.aggregate_type = a.aggregate_type AND x.aggregate_id = a.aggregate_id
+                            ORDER BY aggregate_version DESC LIMIT 1) h`,
       [list.map((a) => a.type), list.map((a) => a.id)],
     );
     const last = new Map<string, Last>(rows.map((r) => [keyOf(r.aggregate_type, r.aggregate_id), { version: Number(r.aggregate_version), hash: r.hash }]));
@@ -170,7 +171,7 @@ export function createAuditLogProjection(options: AuditLogOptions): Projection {
        SELECT event_id, aggregate_type, aggregate_id, aggregate_version, event_type, schema_version, writer_schema_version,
          occurred_at, occurred_at_micros, actor_id, trace_id, correlation_id, causation_id, traceparent, payload,
          decode(hash, 'hex'), decode(prev_hash, 'hex'), chain_status, chain_problem, schema_id, topic, kafka_partition, kafka_offset, headers
-       FROM jsonb_to_recordset($1::jsonb) AS x(${COLUMNS})`,
+       FROM json_to_recordset($1::json) AS x(${COLUMNS})`,
       [JSON.stringify(data)],
     );
     // Snapshots: one per `snapshotEvery` versions of aggregates that have a reducer.

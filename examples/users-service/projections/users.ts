@@ -174,7 +174,7 @@ async function applyUsers(events: ProjectedEvent[], ctx: ApplyContext): Promise<
   if (dirty.size > 0) {
     const data = [...dirty].map((id) => toRow(state.get(id)!));
     await ctx.client.query(
-      `INSERT INTO ${t} SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(${COLUMNS})
+      `INSERT INTO ${t} SELECT * FROM json_to_recordset($1::json) AS x(${COLUMNS})
        ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, email_verified = EXCLUDED.email_verified,
          display_name = EXCLUDED.display_name, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
          active = EXCLUDED.active, deactivation_reason = EXCLUDED.deactivation_reason, registered_at = EXCLUDED.registered_at,
