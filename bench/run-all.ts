@@ -299,7 +299,9 @@ function render(r: AllFigures): string {
     ...(ack ? { [`commit→broker ack at ${fmt(RATE)} ev/s`]: `p99 <= 30 ms: ${judged(ack.p99 <= 30)}` } : {}),
     ...(projector.rebuild ? { [`projection rebuild (${fmt(projector.rebuild.events)} events)`]: `>= 50,000 ev/s: ${judged(projector.rebuild.eventsPerSecond >= 50_000)}` } : {}),
     ...(projector.latency
-      ? { [`Kafka→read model at ${fmt(projector.latency.achievedRate)} ev/s`]: `p50 <= 15 ms, p99 <= 100 ms: ${judged(projector.latency.p50Ms <= 15 && projector.latency.p99Ms <= 100)}` }
+      ? {
+          [`Kafka→read model at ${fmt(projector.latency.achievedRate)} ev/s`]: `p50 <= 15 ms, p99 <= 100 ms: ${judged(projector.latency.p50Ms <= 15 && projector.latency.p99Ms <= 100)}`,
+        }
       : {}),
   };
   const withTargets = rows.map((row) => ({ ...row, target: targets[row.measure ?? ''] ?? '' }));

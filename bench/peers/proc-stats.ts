@@ -76,7 +76,7 @@ function processTable(): Array<{ pid: number; ppid: number; cmdline: string }> {
 export function processTree(root: number): number[] {
   const table = processTable();
   const tree = new Set([root]);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const p of table) {
       if (!tree.has(p.pid) && tree.has(p.ppid)) {

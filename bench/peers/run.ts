@@ -508,7 +508,10 @@ async function main(): Promise<void> {
     say('kafka-outbox: starting `outbox relay` (cold start, backlog waiting)');
     const relay = startRelayProcess(cluster.dir, relayEnv);
     onCleanup('relay process', () => relay.stop());
-    const backlog = { ...(await measureDrain({ admin, topic: topics['kafka-outbox'], n: BACKLOG, proc: relay, clusterDir: cluster.dir })), writeEventsPerSecond: Math.round(writeRate) };
+    const backlog = {
+      ...(await measureDrain({ admin, topic: topics['kafka-outbox'], n: BACKLOG, proc: relay, clusterDir: cluster.dir })),
+      writeEventsPerSecond: Math.round(writeRate),
+    };
     say(`kafka-outbox drain: ${JSON.stringify(backlog)}`);
     await drained(admin, topics['kafka-outbox'], BACKLOG);
     const { rates, skippedRates } = await measureRates({ kafka, topic: topics['kafka-outbox'], url, system: 'kafka-outbox', proc: relay, clusterDir: cluster.dir });

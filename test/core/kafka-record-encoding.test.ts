@@ -154,4 +154,3 @@ describe('kafka record encoding', () => {
     }
   });
 });
-
