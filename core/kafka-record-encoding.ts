@@ -4,8 +4,8 @@
  * kafkajs 2.2.4 encodes every record through a fresh zero-filled 512-byte `Encoder`, one more per
  * header, grows them by copying, and allocates a Buffer for every varint; its record batch grows one
  * more buffer record by record and copies it twice. With an event's eleven headers that is about 6 KB of
- * garbage per 1 KB event, and it was the largest share of the relay's CPU (docs/performance.md, "Where
- * the time goes"). This module replaces kafkajs's record encoder (`recordBatch/record/v0`) and, for
+ * garbage per 1 KB event, and it was the largest share of the relay's CPU (docs/performance.md, "The
+ * relay's CPU, and what bounds a drain on one machine"). This module replaces kafkajs's record encoder (`recordBatch/record/v0`) and, for
  * uncompressed batches, its record batch encoder (`recordBatch/v0`'s `RecordBatch`) by ones that compute
  * the exact size first and write each record and each batch into one buffer.
  *
@@ -18,6 +18,7 @@
  */
 
 import { crc32c } from './crc32c';
+import { errorMessage } from './errors';
 
 /** The kafkajs version whose internals this module replaces (an exact match is required). */
 export const KAFKAJS_VERSION = '2.2.4';
@@ -296,6 +297,6 @@ function install(): InstallOutcome {
     batchModule.RecordBatch = recordBatch;
     return { installed: true };
   } catch (err) {
-    return { installed: false, reason: err instanceof Error ? err.message : String(err) };
+    return { installed: false, reason: errorMessage(err) };
   }
 }
