@@ -5,14 +5,15 @@
  * header, grows them by copying, and allocates a Buffer for every varint; its record batch grows one
  * more buffer record by record and copies it twice. With an event's eleven headers that is about 6 KB of
  * garbage per 1 KB event, and it was the largest share of the relay's CPU (docs/performance.md, "The
- * relay's CPU, and what bounds a drain on one machine"). This module replaces kafkajs's record encoder (`recordBatch/record/v0`) and, for
- * uncompressed batches, its record batch encoder (`recordBatch/v0`'s `RecordBatch`) by ones that compute
- * the exact size first and write each record and each batch into one buffer.
+ * relay's CPU, and what bounds a drain on one machine"). This module replaces kafkajs's record encoder
+ * (`recordBatch/record/v0`) and, for uncompressed batches, its record batch encoder (`recordBatch/v0`'s
+ * `RecordBatch`) by ones that compute the exact size first and write each record and each batch into one
+ * buffer.
  *
  * The bytes are kafkajs's, exactly: test/core/kafka-record-encoding.test.ts compares them with kafkajs's
  * own encoders over many records. Anything outside the inputs written here — a key, value or header that
- * is neither a string nor a Buffer, a timestamp delta that is not an integer of at most 2^52, a compressed batch — is
- * handed to kafkajs's own encoder. Installed once, by `createKafka`, before kafkajs loads its produce
+ * is neither a string nor a Buffer, a timestamp delta that is not an integer of at most 2^52, a
+ * compressed batch — is handed to kafkajs's own encoder. Installed once, by `createKafka`, before kafkajs loads its produce
  * request (which captures the encoders when it is loaded), and only for the kafkajs version it was
  * written against. The batch's CRC-32C is computed eight bytes at a time (core/crc32c.ts).
  */
