@@ -13,9 +13,10 @@
  * The bytes are kafkajs's, exactly: test/core/kafka-record-encoding.test.ts compares them with kafkajs's
  * own encoders over many records. Anything outside the inputs written here — a key, value or header that
  * is neither a string nor a Buffer, a timestamp delta that is not an integer of at most 2^52, a
- * compressed batch — is handed to kafkajs's own encoder. Installed once, by `createKafka`, before kafkajs loads its produce
- * request (which captures the encoders when it is loaded), and only for the kafkajs version it was
- * written against. The batch's CRC-32C is computed eight bytes at a time (core/crc32c.ts).
+ * compressed batch — is handed to kafkajs's own encoder. Installed once, by `createKafka`, before
+ * kafkajs loads its produce request (which captures the encoders when it is loaded), and only for the
+ * kafkajs version it was written against. The batch's CRC-32C is computed eight bytes at a time
+ * (core/crc32c.ts).
  */
 
 import { crc32c } from './crc32c';
