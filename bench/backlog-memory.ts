@@ -30,9 +30,9 @@ import { loadConfig, readEnvironment } from '../core/config';
 import { silentLogger } from '../core/logger';
 import { migrate } from '../infra/migrate';
 import { DEFAULT_SCHEMA } from '../core/config';
-import { removeStaleClusters, startPrivateCluster } from './peers/postgres-cluster';
+import { postmasterPid, removeStaleClusters, startPrivateCluster } from './peers/postgres-cluster';
 import { freePort } from './peers/ports';
-import { cpuMeter, cpuSeconds, findProcess, peakRssMiB, processTree, rssMiB } from './peers/proc-stats';
+import { brokerPid, cpuMeter, cpuSeconds, peakRssMiB, per100k, processTree, rssMiB } from './peers/proc-stats';
 import { topicRecords } from './peers/workload';
 import { bulkOutbox } from './bulk-outbox';
 import { summarizeProfile, renderProfile } from './profile-summary';
@@ -86,8 +86,8 @@ async function main(): Promise<void> {
       if (build.status !== 0) throw new Error('npm run build failed');
     }
     const entry = path.join(ROOT, COMPILED ? 'dist/cli/main.js' : 'bin/outbox.js');
-    const postmaster = Number(readFileSync(path.join(cluster.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const broker = findProcess(/kafka\.Kafka /);
+    const postmaster = postmasterPid(cluster.dir);
+    const broker = brokerPid();
     if (broker === undefined) say('the Kafka broker process was not found on this machine: its CPU is not measured');
     const pgCpu = cpuMeter(() => processTree(postmaster));
     const brokerCpu = cpuMeter(() => (broker === undefined ? [] : [broker]));
@@ -166,10 +166,10 @@ async function main(): Promise<void> {
       met: Math.max(peak, hwm) <= TARGET_MIB,
       relayForm: COMPILED ? 'compiled (dist/cli/main.js)' : 'source checkout (bin/outbox.js through tsx)',
       cpuSeconds: cpu,
-      cpuSecondsPer100k: per100k(cpu),
+      cpuSecondsPer100k: per100k(cpu, BACKLOG),
       // The drain's CPU on this machine: relay + PostgreSQL + broker (the registry is idle: schemas are cached).
-      postgresCpuSecondsPer100k: per100k(postgresCpu),
-      brokerCpuSecondsPer100k: brokerCpuSeconds === null ? null : per100k(brokerCpuSeconds),
+      postgresCpuSecondsPer100k: per100k(postgresCpu, BACKLOG),
+      brokerCpuSecondsPer100k: brokerCpuSeconds === null ? null : per100k(brokerCpuSeconds, BACKLOG),
       cpuBoundEventsPerSecond: brokerCpuSeconds === null ? null : Math.round((os.cpus().length * BACKLOG) / (cpu + postgresCpu + brokerCpuSeconds)),
       timeline,
       ...(CPU_PROF ? { profile: profileOf(profDir) } : {}),
@@ -188,10 +188,6 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
-}
-
-function per100k(seconds: number): number {
-  return Number(((seconds / BACKLOG) * 100_000).toFixed(2));
 }
 
 function profileOf(dir: string): ReturnType<typeof summarizeProfile> | undefined {

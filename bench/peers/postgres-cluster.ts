@@ -52,6 +52,11 @@ function alive(pid: number): boolean {
 }
 
 /** Stop and remove clusters (and Connect workers) left behind by bench runs whose process is gone. */
+/** The pid of a running cluster's postmaster (its backends are its children), from the data directory. */
+export function postmasterPid(clusterDir: string): number {
+  return Number(readFileSync(path.join(clusterDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+}
+
 export function removeStaleClusters(): string[] {
   const removed: string[] = [];
   for (const name of readdirSync(os.tmpdir())) {

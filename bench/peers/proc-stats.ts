@@ -88,10 +88,16 @@ export function processTree(root: number): number[] {
   return [...tree];
 }
 
-/** The first process whose command line matches (e.g. the Kafka broker: /kafka\.Kafka /). */
+/** The first process whose command line matches. */
 export function findProcess(pattern: RegExp): number | undefined {
   return processTable().find((p) => pattern.test(p.cmdline))?.pid;
 }
+
+/** The Kafka broker's process on this machine (the local stack's), if there is one. */
+export const brokerPid = (): number | undefined => findProcess(/kafka\.Kafka /);
+
+/** Seconds per 100,000 events, two decimals. */
+export const per100k = (seconds: number, events: number): number => Number(((seconds / Math.max(1, events)) * 100_000).toFixed(2));
 
 /**
  * CPU seconds used by a changing set of processes between `start()` and `stop()`: processes that exist

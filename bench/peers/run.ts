@@ -37,8 +37,8 @@ import { freePort } from './ports';
 import { percentile, table, withSearchPath, writeResult } from '../support';
 import { DEFAULT_SCHEMA } from '../../core/config';
 import { DEBEZIUM_OUTBOX_DDL, installConnect, startConnectWorker, waitSlotActive, type ConnectInstall, type ConnectorOptions } from './connect-worker';
-import { removeStaleClusters, startPrivateCluster, type PrivateCluster } from './postgres-cluster';
-import { cpuMeter, cpuSeconds, findProcess, peakRssMiB, processTree, sampleRss } from './proc-stats';
+import { postmasterPid, removeStaleClusters, startPrivateCluster, type PrivateCluster } from './postgres-cluster';
+import { brokerPid, cpuMeter, cpuSeconds, peakRssMiB, per100k, processTree, sampleRss } from './proc-stats';
 import { producerPerformance, type ProducerPerfResult } from './producer-perf';
 import { arrivals, pacedLoad, topicRecords, writeBacklog, type Arrival, type System } from './workload';
 
@@ -220,8 +220,8 @@ async function measureDrain(options: {
   clusterDir: string;
 }): Promise<BacklogFigures & { writeEventsPerSecond: number }> {
   const { admin, topic, n, proc } = options;
-  const postmaster = Number(readFileSync(path.join(options.clusterDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const broker = findProcess(/kafka\.Kafka /);
+  const postmaster = postmasterPid(options.clusterDir);
+  const broker = brokerPid();
   let pgCpu: { stop(): number } | undefined;
   let brokerCpu: { stop(): number } | undefined;
   const sampler = sampleRss(proc.pid);
@@ -272,8 +272,6 @@ async function measureDrain(options: {
   };
 }
 
-const per100k = (seconds: number, events: number): number => Number(((seconds / Math.max(1, events)) * 100_000).toFixed(2));
-
 /** A drain that did not finish in time still has to end before the rates are measured (they would queue behind it). */
 async function drained(admin: ReturnType<Kafka['admin']>, topic: string, n: number): Promise<void> {
   let last = -1;
@@ -300,8 +298,8 @@ async function measureRates(ctx: {
   proc: Running;
   clusterDir: string;
 }): Promise<{ rates: RateFigures[]; skippedRates: number[] }> {
-  const postmaster = Number(readFileSync(path.join(ctx.clusterDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  const broker = findProcess(/kafka\.Kafka /);
+  const postmaster = postmasterPid(ctx.clusterDir);
+  const broker = brokerPid();
   const rates: RateFigures[] = [];
   const skippedRates: number[] = [];
   const recv = await arrivals(ctx.kafka, ctx.topic, ctx.system);
@@ -364,7 +362,7 @@ async function measureRates(ctx: {
         missing,
         endLagP99Ms,
         keptUp: missing === 0 && endLagP99Ms < 5_000,
-        cpuSecondsPer100k: Number((((cpu1 - cpu0) / Math.max(1, load.committed.size)) * 100_000).toFixed(2)),
+        cpuSecondsPer100k: per100k(cpu1 - cpu0, load.committed.size),
         machineBusy,
       });
       say(`${ctx.system} @ ${rate}: ${JSON.stringify(rates[rates.length - 1])}`);
